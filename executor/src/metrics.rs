@@ -1,0 +1,92 @@
+//! Runtime counters.
+
+use crate::runtime::scheduler::{load, sum, Shared};
+
+/// A snapshot of a runtime's counters, from
+/// [`Runtime::metrics`](crate::Runtime::metrics) or
+/// [`Handle::metrics`](crate::Handle::metrics).
+///
+/// # Examples
+///
+/// ```
+/// let rt = urgent_executor::Builder::new().worker_threads(2).build().unwrap();
+/// rt.block_on(async { urgent_executor::spawn(async {}).await.unwrap() });
+/// let m = rt.metrics();
+/// assert_eq!(m.workers(), 2);
+/// assert!(m.tasks_spawned() >= 1);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeMetrics {
+    workers: usize,
+    tasks_spawned: u64,
+    polls: u64,
+    steals: u64,
+    preempt_requests: u64,
+    preemptions: u64,
+    preempt_declined: u64,
+    long_polls: u64,
+    live_tasks: usize,
+}
+
+impl RuntimeMetrics {
+    pub(crate) fn collect(shared: &Shared) -> RuntimeMetrics {
+        RuntimeMetrics {
+            workers: shared.remotes.len(),
+            tasks_spawned: sum(shared, |m| load(&m.spawned)) + shared.external_spawns(),
+            polls: sum(shared, |m| load(&m.polls)),
+            steals: sum(shared, |m| load(&m.steals)),
+            preempt_requests: 0,
+            preemptions: 0,
+            preempt_declined: 0,
+            long_polls: 0,
+            live_tasks: shared.owned.len(),
+        }
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Tasks spawned since the runtime started (futures and CPU tasks).
+    pub fn tasks_spawned(&self) -> u64 {
+        self.tasks_spawned
+    }
+
+    /// Tasks that have been spawned and not yet completed.
+    pub fn live_tasks(&self) -> usize {
+        self.live_tasks
+    }
+
+    /// Task polls (and coroutine resumes) by the workers.
+    pub fn polls(&self) -> u64 {
+        self.polls
+    }
+
+    /// Successful steals from another worker's queue.
+    pub fn steals(&self) -> u64 {
+        self.steals
+    }
+
+    /// Times sysmon asked a worker to preempt its CPU task.
+    pub fn preempt_requests(&self) -> u64 {
+        self.preempt_requests
+    }
+
+    /// CPU tasks actually preempted by the signal.
+    pub fn preemptions(&self) -> u64 {
+        self.preemptions
+    }
+
+    /// Preemption signals that arrived at an unsafe point (in libc, std, the
+    /// runtime, or under a `NoPreempt` guard) and were retried later.
+    pub fn preempt_declined(&self) -> u64 {
+        self.preempt_declined
+    }
+
+    /// Polls of plain futures that ran past the quantum (never preempted:
+    /// move such work to `spawn_cpu` or `spawn_preemptible`).
+    pub fn long_polls(&self) -> u64 {
+        self.long_polls
+    }
+}

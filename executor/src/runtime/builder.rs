@@ -1,0 +1,183 @@
+use std::io;
+use std::time::Duration;
+
+use super::{Config, Runtime};
+
+/// Configures and builds a [`Runtime`].
+///
+/// Options that are not set fall back to the environment
+/// (`URGENT_WORKER_THREADS`, `URGENT_QUANTUM_US`, `URGENT_ASYNC_PREEMPT=0`),
+/// then to the defaults: one worker per available CPU, a 10 ms quantum,
+/// 256 KiB coroutine stacks.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let rt = urgent_executor::Builder::new()
+///     .worker_threads(2)
+///     .quantum(Duration::from_millis(1))
+///     .thread_name("my-worker")
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.metrics().workers(), 2);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    worker_threads: Option<usize>,
+    quantum: Option<Duration>,
+    stack_size: Option<usize>,
+    thread_name: Option<String>,
+    migrate_preempted: bool,
+    no_preempt_in: Vec<String>,
+}
+
+/// The shortest quantum sysmon can honour without spending the machine on
+/// signals.
+pub const MIN_QUANTUM: Duration = Duration::from_micros(50);
+/// The default time slice of a CPU task before it is preempted.
+pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(10);
+/// The default coroutine stack size.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+fn env_parse(name: &str) -> io::Result<Option<u64>> {
+    match std::env::var(name) {
+        Ok(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+            invalid(format!(
+                "urgent: environment variable {name}={v:?} is not a whole number; unset it or \
+                 give e.g. {name}=4"
+            ))
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+impl Builder {
+    /// A builder with every option unset.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// The number of worker threads (default: available parallelism, or
+    /// `URGENT_WORKER_THREADS`). Zero is rejected by [`build`](Self::build).
+    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+        self.worker_threads = Some(n);
+        self
+    }
+
+    /// How long a CPU task runs before sysmon preempts it (default 10 ms, or
+    /// `URGENT_QUANTUM_US`). Below 50 µs is rejected by [`build`](Self::build).
+    pub fn quantum(&mut self, quantum: Duration) -> &mut Self {
+        self.quantum = Some(quantum);
+        self
+    }
+
+    /// Stack size of CPU-task coroutines, rounded up to whole pages
+    /// (default 256 KiB).
+    pub fn stack_size(&mut self, bytes: usize) -> &mut Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Name prefix of the worker threads (default `urgent-worker`); workers
+    /// are named `<prefix>-<index>`.
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.thread_name = Some(name.into());
+        self
+    }
+
+    /// Whether a preempted CPU task may resume on another worker (Go's
+    /// behaviour). Off by default: code compiled to keep a thread-local's
+    /// address in a register would then touch the first thread's
+    /// thread-locals from the second thread. Turn it on only for CPU tasks
+    /// that use no thread-locals.
+    pub fn migrate_preempted(&mut self, migrate: bool) -> &mut Self {
+        self.migrate_preempted = migrate;
+        self
+    }
+
+    /// Never preempt code whose demangled function path starts with
+    /// `path_prefix` (for example `my_crate::ffi::`). Adds to the built-in
+    /// deny list (std, the runtime, tokio, mio, allocators, ...).
+    pub fn no_preempt_in(&mut self, path_prefix: impl Into<String>) -> &mut Self {
+        self.no_preempt_in.push(path_prefix.into());
+        self
+    }
+
+    /// Builds the runtime and starts its workers.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for zero workers, a quantum under 50 µs, a bad
+    /// environment variable or a stack size that is too small; any I/O error
+    /// from creating the driver or the threads.
+    pub fn build(&mut self) -> io::Result<Runtime> {
+        Runtime::from_config(self.config()?)
+    }
+
+    pub(crate) fn config(&self) -> io::Result<Config> {
+        let worker_threads = match self.worker_threads {
+            Some(n) => n,
+            None => match env_parse("URGENT_WORKER_THREADS")? {
+                Some(n) => n as usize,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
+        };
+        if worker_threads == 0 {
+            return Err(invalid(
+                "urgent: worker_threads must be at least 1 (got 0); use Builder::worker_threads(1) \
+                 or more"
+                    .into(),
+            ));
+        }
+        let quantum = match self.quantum {
+            Some(q) => q,
+            None => match env_parse("URGENT_QUANTUM_US")? {
+                Some(us) => Duration::from_micros(us),
+                None => DEFAULT_QUANTUM,
+            },
+        };
+        if quantum < MIN_QUANTUM {
+            return Err(invalid(format!(
+                "urgent: quantum must be at least {MIN_QUANTUM:?} (got {quantum:?}); use \
+                 Builder::quantum(Duration::from_millis(10)) or another value >= 50 µs"
+            )));
+        }
+        let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
+        let stack_size = validate_stack_size(stack_size)?;
+        let async_preempt = !matches!(
+            std::env::var("URGENT_ASYNC_PREEMPT").as_deref().map(str::trim),
+            Ok("0")
+        );
+        Ok(Config {
+            worker_threads,
+            quantum,
+            stack_size,
+            thread_name: self
+                .thread_name
+                .clone()
+                .unwrap_or_else(|| "urgent-worker".to_string()),
+            migrate_preempted: self.migrate_preempted,
+            no_preempt_in: self.no_preempt_in.clone(),
+            async_preempt,
+        })
+    }
+}
+
+/// Smallest coroutine stack accepted.
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+
+fn validate_stack_size(size: usize) -> io::Result<usize> {
+    if size < MIN_STACK_SIZE {
+        return Err(invalid(format!(
+            "urgent: stack_size of {size} bytes is too small for a CPU task; use \
+             Builder::stack_size with at least {MIN_STACK_SIZE} bytes (default {DEFAULT_STACK_SIZE})"
+        )));
+    }
+    let page = 4096;
+    Ok(size.div_ceil(page) * page)
+}

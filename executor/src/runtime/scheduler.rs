@@ -1,0 +1,525 @@
+//! The multi-threaded scheduler: workers, run queues, stealing and parking.
+//!
+//! # Queues
+//!
+//! Each worker owns a FIFO local queue (a crossbeam deque; others steal half
+//! of it when idle, bounded to `LOCAL_QUEUE_CAP` by spilling half into the
+//! global injector) and a LIFO slot that holds the task most recently woken
+//! by the running task (message passing: the receiver runs next, while the
+//! data is hot). The LIFO slot is not stealable and at most
+//! `MAX_LIFO_POLLS` tasks in a row come from it, so a ping-pong pair cannot
+//! starve the local queue. Every `GLOBAL_QUEUE_INTERVAL`th tick a worker
+//! looks at the injector first (Go's `schedtick % 61`) and turns the timers,
+//! so nothing starves there while every worker is busy.
+//!
+//! # Where a scheduled task goes
+//!
+//! | who schedules           | kind    | where                               |
+//! |-------------------------|---------|-------------------------------------|
+//! | a worker of the runtime | spawn   | back of its local queue             |
+//! | a worker of the runtime | wake    | its LIFO slot (the old one moves to the local queue) |
+//! | a worker of the runtime | yield   | back of its local queue             |
+//! | any other thread        | any     | the global injector                 |
+//!
+//! # Idle workers (Go's `nmspinning`, tokio's "searching")
+//!
+//! A worker with nothing to run becomes *searching* (steals from others and
+//! the injector) if fewer than half the workers already search, and parks
+//! otherwise. New work wakes at most one parked worker, and only when no
+//! worker is searching: a searcher will find it. A searcher that finds work
+//! and was the last one wakes another parked worker, since more work may be
+//! behind it. Lost wake-ups are excluded by a Dekker pair: a parking worker
+//! registers as idle, then (SeqCst fence) re-checks every queue; a
+//! scheduler pushes, then (SeqCst fence) reads the idle and searching
+//! counts. At least one of the two sees the other.
+
+use std::cell::RefCell;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker as LocalQueue};
+use crossbeam_utils::CachePadded;
+
+use super::driver::Driver;
+use super::park::Parker;
+use super::{Config, Handle};
+use crate::task::{self, JoinHandle, OwnedTasks, TaskRef};
+use crate::time::timers::Timers;
+
+const LOCAL_QUEUE_CAP: usize = 256;
+const MAX_LIFO_POLLS: u8 = 3;
+const GLOBAL_QUEUE_INTERVAL: u32 = 61;
+
+/// Why a task is being scheduled.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Schedule {
+    Spawn,
+    Wake,
+    Yield,
+}
+
+/// Per-worker counters. Each is written only by its worker (a plain
+/// load + store, no read-modify-write) and read by anyone.
+#[derive(Default)]
+pub(crate) struct WorkerMetrics {
+    pub(crate) polls: CachePadded<AtomicU64>,
+    pub(crate) steals: CachePadded<AtomicU64>,
+    pub(crate) spawned: CachePadded<AtomicU64>,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed) + n, Relaxed);
+}
+
+/// What other threads may touch of a worker.
+pub(crate) struct Remote {
+    stealer: Stealer<TaskRef>,
+    parker: Parker,
+    pub(crate) metrics: WorkerMetrics,
+}
+
+struct IdleState {
+    sleepers: Vec<usize>,
+    sleeping: Vec<bool>,
+}
+
+struct Idle {
+    state: Mutex<IdleState>,
+    num_searching: AtomicUsize,
+    num_idle: AtomicUsize,
+}
+
+/// State shared by every thread of one runtime.
+pub(crate) struct Shared {
+    pub(crate) owned: OwnedTasks,
+    injector: Injector<TaskRef>,
+    pub(crate) remotes: Box<[Remote]>,
+    idle: Idle,
+    shutdown: AtomicBool,
+    driver: Mutex<Driver>,
+    driver_waker: mio::Waker,
+    pub(crate) timers: Timers,
+    pub(crate) config: Config,
+    external_spawns: AtomicU64,
+    /// Registered I/O sources; the maintenance tick skips `epoll_wait` while
+    /// there are none.
+    pub(crate) io_sources: AtomicUsize,
+}
+
+/// The worker-thread half of a worker: only its own thread touches it.
+struct Core {
+    shared: Arc<Shared>,
+    index: usize,
+    local: LocalQueue<TaskRef>,
+    lifo: Option<TaskRef>,
+    lifo_polls: u8,
+    tick: u32,
+    searching: bool,
+    rng: u32,
+}
+
+thread_local! {
+    static CORE: RefCell<Option<Core>> = const { RefCell::new(None) };
+}
+
+impl Shared {
+    /// Builds the shared state and the local queues to hand to the workers.
+    pub(crate) fn new(config: Config) -> std::io::Result<(Arc<Shared>, Vec<LocalQueue<TaskRef>>)> {
+        let n = config.worker_threads;
+        let locals: Vec<LocalQueue<TaskRef>> = (0..n).map(|_| LocalQueue::new_fifo()).collect();
+        let remotes = locals
+            .iter()
+            .map(|l| Remote {
+                stealer: l.stealer(),
+                parker: Parker::new(),
+                metrics: WorkerMetrics::default(),
+            })
+            .collect();
+        let (driver, driver_waker) = Driver::new()?;
+        let shared = Arc::new(Shared {
+            owned: OwnedTasks::new(),
+            injector: Injector::new(),
+            remotes,
+            idle: Idle {
+                state: Mutex::new(IdleState {
+                    sleepers: Vec::with_capacity(n),
+                    sleeping: vec![false; n],
+                }),
+                num_searching: AtomicUsize::new(0),
+                num_idle: AtomicUsize::new(0),
+            },
+            shutdown: AtomicBool::new(false),
+            driver: Mutex::new(driver),
+            driver_waker,
+            timers: Timers::new(),
+            config,
+            external_spawns: AtomicU64::new(0),
+            io_sources: AtomicUsize::new(0),
+        });
+        Ok((shared, locals))
+    }
+
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Acquire)
+    }
+
+    pub(crate) fn try_lock_driver(&self) -> Option<MutexGuard<'_, Driver>> {
+        match self.driver.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    pub(crate) fn wake_driver(&self) {
+        // Failing to write to the eventfd only happens when it is full, i.e.
+        // a wake-up is already pending.
+        let _ = self.driver_waker.wake();
+    }
+
+    pub(crate) fn io_ready(&self, event: &mio::event::Event) {
+        // Sockets arrive with the I/O issue; until then only the waker is
+        // registered.
+        let _ = event;
+    }
+
+    /// Spawns a future onto this runtime.
+    pub(crate) fn spawn<F>(self: &Arc<Self>, future: F) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, join) = task::new_task(future, self.clone());
+        match self.owned.insert(task.clone()) {
+            Ok(()) => {
+                self.count_spawn();
+                self.schedule(task, Schedule::Spawn);
+            }
+            Err(task) => task.shutdown(),
+        }
+        join
+    }
+
+    fn count_spawn(self: &Arc<Self>) {
+        let counted = CORE.with(|c| match c.try_borrow() {
+            Ok(core) => match core.as_ref() {
+                Some(core) if Arc::ptr_eq(&core.shared, self) => {
+                    bump(&self.remotes[core.index].metrics.spawned, 1);
+                    true
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        });
+        if !counted {
+            self.external_spawns.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Queues a task that is SCHEDULED and owned by nobody else.
+    pub(crate) fn schedule(self: &Arc<Self>, task: TaskRef, kind: Schedule) {
+        if self.is_shutdown() {
+            // Shutdown cancels every owned task; this queue entry would only
+            // be dropped later.
+            return;
+        }
+        let task = CORE.with(|c| {
+            let Ok(mut core) = c.try_borrow_mut() else {
+                return Some(task);
+            };
+            match core.as_mut() {
+                Some(core) if Arc::ptr_eq(&core.shared, self) => {
+                    core.push_local(task, kind);
+                    None
+                }
+                _ => Some(task),
+            }
+        });
+        if let Some(task) = task {
+            self.injector.push(task);
+            self.notify_parked();
+        }
+    }
+
+    /// Wakes one parked worker if none is searching.
+    pub(crate) fn notify_parked(&self) {
+        fence(SeqCst);
+        if self.idle.num_searching.load(SeqCst) != 0 || self.idle.num_idle.load(SeqCst) == 0 {
+            return;
+        }
+        let woken = {
+            let mut st = self.idle.state.lock().unwrap_or_else(|e| e.into_inner());
+            if self.idle.num_searching.load(SeqCst) != 0 {
+                return;
+            }
+            let Some(i) = st.sleepers.pop() else { return };
+            st.sleeping[i] = false;
+            self.idle.num_idle.fetch_sub(1, SeqCst);
+            self.idle.num_searching.fetch_add(1, SeqCst);
+            i
+        };
+        self.remotes[woken].parker.unpark(self);
+    }
+
+    fn has_work(&self) -> bool {
+        !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
+    }
+
+    fn register_sleeper(&self, i: usize) {
+        let mut st = self.idle.state.lock().unwrap_or_else(|e| e.into_inner());
+        debug_assert!(!st.sleeping[i]);
+        st.sleeping[i] = true;
+        st.sleepers.push(i);
+        self.idle.num_idle.fetch_add(1, SeqCst);
+    }
+
+    /// Removes `i` from the sleepers. False if a notifier already did, in
+    /// which case that notifier counted `i` as searching.
+    fn unregister_sleeper(&self, i: usize) -> bool {
+        let mut st = self.idle.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.sleeping[i] {
+            return false;
+        }
+        st.sleeping[i] = false;
+        st.sleepers.retain(|&s| s != i);
+        self.idle.num_idle.fetch_sub(1, SeqCst);
+        true
+    }
+
+    fn try_begin_searching(&self) -> bool {
+        let n = self.remotes.len();
+        let s = self.idle.num_searching.load(SeqCst);
+        if 2 * s >= n && s > 0 {
+            return false;
+        }
+        self.idle.num_searching.fetch_add(1, SeqCst);
+        true
+    }
+
+    /// Returns true if the caller was the last searcher.
+    fn end_searching(&self) -> bool {
+        self.idle.num_searching.fetch_sub(1, SeqCst) == 1
+    }
+
+    /// Begins shutdown: no more scheduling, every worker unparked.
+    pub(crate) fn begin_shutdown(&self) {
+        if self.shutdown.swap(true, SeqCst) {
+            return;
+        }
+        for r in self.remotes.iter() {
+            r.parker.unpark(self);
+        }
+        self.wake_driver();
+    }
+
+    /// Drops every task still owned (workers have stopped, or some are
+    /// stuck), and whatever the injector holds.
+    pub(crate) fn drop_all_tasks(&self) {
+        for task in self.owned.close() {
+            task.shutdown();
+        }
+        while !self.injector.steal().is_empty() {}
+    }
+
+    /// Fires due timers and, if sockets are registered, polls them without
+    /// blocking. Called by busy workers every `GLOBAL_QUEUE_INTERVAL` ticks.
+    pub(crate) fn maintenance(&self) {
+        if self.io_sources.load(Relaxed) > 0 {
+            if let Some(mut d) = self.try_lock_driver() {
+                d.park(self, Some(std::time::Duration::ZERO));
+                return;
+            }
+        }
+        self.timers.fire_due(std::time::Instant::now());
+    }
+
+    pub(crate) fn external_spawns(&self) -> u64 {
+        self.external_spawns.load(Relaxed)
+    }
+}
+
+impl Core {
+    fn push_local(&mut self, task: TaskRef, kind: Schedule) {
+        let displaced = match kind {
+            Schedule::Wake => self.lifo.replace(task),
+            Schedule::Spawn | Schedule::Yield => Some(task),
+        };
+        if let Some(task) = displaced {
+            if self.local.len() >= LOCAL_QUEUE_CAP {
+                // Spill half to the injector so others can take it.
+                for _ in 0..LOCAL_QUEUE_CAP / 2 {
+                    match self.local.pop() {
+                        Some(t) => self.shared.injector.push(t),
+                        None => break,
+                    }
+                }
+            }
+            self.local.push(task);
+            self.shared.notify_parked();
+        }
+    }
+
+    fn next_task(&mut self) -> Option<TaskRef> {
+        if self.tick % GLOBAL_QUEUE_INTERVAL == 0 {
+            if let Some(t) = self.steal_injector() {
+                return Some(t);
+            }
+        }
+        if let Some(t) = self.lifo.take() {
+            if self.lifo_polls < MAX_LIFO_POLLS {
+                self.lifo_polls += 1;
+                return Some(t);
+            }
+            self.local.push(t);
+        }
+        self.lifo_polls = 0;
+        self.local.pop().or_else(|| self.steal_injector())
+    }
+
+    fn steal_injector(&mut self) -> Option<TaskRef> {
+        loop {
+            match self.shared.injector.steal_batch_and_pop(&self.local) {
+                Steal::Success(t) => return Some(t),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    fn steal_others(&mut self) -> Option<TaskRef> {
+        let n = self.shared.remotes.len();
+        // xorshift32
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 17;
+        self.rng ^= self.rng << 5;
+        let start = self.rng as usize % n;
+        for k in 0..n {
+            let i = (start + k) % n;
+            if i == self.index {
+                continue;
+            }
+            let stealer = &self.shared.remotes[i].stealer;
+            loop {
+                match stealer.steal_batch_and_pop(&self.local) {
+                    Steal::Success(t) => {
+                        bump(&self.shared.remotes[self.index].metrics.steals, 1);
+                        return Some(t);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+        self.steal_injector()
+    }
+}
+
+fn with_core<R>(f: impl FnOnce(&mut Core) -> R) -> R {
+    CORE.with(|c| {
+        let mut c = c.borrow_mut();
+        f(c.as_mut().expect("urgent internal error: no worker core on a worker thread"))
+    })
+}
+
+/// The body of worker thread `index`.
+pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<TaskRef>) {
+    CORE.with(|c| {
+        *c.borrow_mut() = Some(Core {
+            shared: shared.clone(),
+            index,
+            local,
+            lifo: None,
+            lifo_polls: 0,
+            tick: 0,
+            searching: false,
+            rng: 0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B),
+        })
+    });
+    let _enter = super::context::enter(Handle {
+        shared: shared.clone(),
+    });
+    let metrics = &shared.remotes[index].metrics;
+
+    while !shared.is_shutdown() {
+        let maintenance = with_core(|core| {
+            core.tick = core.tick.wrapping_add(1);
+            core.tick % GLOBAL_QUEUE_INTERVAL == 0
+        });
+        if maintenance {
+            shared.maintenance();
+        }
+        let task = with_core(|core| {
+            let t = core.next_task();
+            if t.is_some() {
+                return t;
+            }
+            if !core.searching {
+                core.searching = shared.try_begin_searching();
+            }
+            if core.searching {
+                core.steal_others()
+            } else {
+                None
+            }
+        });
+        match task {
+            Some(task) => {
+                let was_last = with_core(|core| {
+                    std::mem::replace(&mut core.searching, false) && shared.end_searching()
+                });
+                if was_last {
+                    shared.notify_parked();
+                }
+                bump(&metrics.polls, 1);
+                task.run();
+            }
+            None => park(&shared, index),
+        }
+    }
+
+    // Drop our queue entries; the tasks themselves are cancelled through the
+    // owned list by whoever shuts the runtime down.
+    let core = CORE.with(|c| c.borrow_mut().take());
+    if let Some(mut core) = core {
+        if core.searching {
+            shared.end_searching();
+        }
+        core.lifo = None;
+        while core.local.pop().is_some() {}
+    }
+}
+
+fn park(shared: &Arc<Shared>, index: usize) {
+    let was_searching = with_core(|core| std::mem::replace(&mut core.searching, false));
+    if was_searching {
+        shared.end_searching();
+    }
+    shared.register_sleeper(index);
+    fence(SeqCst);
+    if !(shared.has_work() || shared.is_shutdown()) {
+        shared.remotes[index].parker.park(shared);
+    }
+    if !shared.unregister_sleeper(index) {
+        // A notifier woke us and counted us as searching.
+        with_core(|core| core.searching = true);
+    }
+}
+
+/// True if the current thread is a worker of `shared`.
+pub(crate) fn is_worker_of(shared: &Arc<Shared>) -> bool {
+    CORE.with(|c| {
+        c.try_borrow()
+            .ok()
+            .and_then(|c| c.as_ref().map(|core| Arc::ptr_eq(&core.shared, shared)))
+            .unwrap_or(false)
+    })
+}
+
+/// Exposed for the metrics snapshot.
+pub(crate) fn sum(shared: &Shared, f: impl Fn(&WorkerMetrics) -> u64) -> u64 {
+    shared.remotes.iter().map(|r| f(&r.metrics)).sum()
+}
+
+pub(crate) fn load(c: &AtomicU64) -> u64 {
+    c.load(Relaxed)
+}
