@@ -1,1 +1,644 @@
-//! placeholder
+//! Signal-driven preemption of CPU-heavy coroutines, in the manner of Go
+//! 1.14+'s asynchronous preemption (`runtime/preempt.go`,
+//! `signal_unix.go`, `proc.go` `retake`/`preemptone`).
+//!
+//! # What this crate does
+//!
+//! A runtime creates one [`Preemptor`] with one [`Slot`] per worker thread.
+//! Workers tell their slot what they are doing (running a coroutine, polling a
+//! plain future, idle). A monitor thread, *sysmon* (`urgent-sysmon`), notices
+//! a coroutine that has run longer than its quantum and asks it to stop: it
+//! sets a preempt request (which cooperative checkpoints see through
+//! [`should_yield`]) and, when async preemption is on, sends SIGURG to the
+//! worker thread. The signal handler checks that the interrupted instruction
+//! is an *async safe point* and, if so, rewrites the signal context so that,
+//! when the handler returns, the thread "calls" the yield trampoline. The
+//! trampoline saves every register and the whole extended (x87/SSE/AVX/
+//! AVX-512) state, calls the hook the executor installed with
+//! [`set_preempt_hook`] (which suspends the coroutine back to its worker), and
+//! on resumption restores everything and returns into the interrupted code as
+//! if nothing had happened. The crate knows nothing of run queues.
+//!
+//! # Slot states
+//!
+//! A slot's `state` is one of
+//!
+//! * `IDLE` — the worker runs runtime code or sleeps; never signalled;
+//! * `FUTURE` — the worker polls a plain future on its own stack; never
+//!   signalled, but a poll still running after a quantum counts as a
+//!   `long_poll` (Go-style sampling: same `tick` at two samples a quantum
+//!   apart);
+//! * `COROUTINE` — the worker runs a coroutine whose usable stack is
+//!   `[stack_lo, stack_hi)`, started at `run_start`; preemptible.
+//!
+//! `tick` is bumped at every transition (`coroutine_started`,
+//! `coroutine_stopped`, `future_started`, `idle`), so "same tick" means "the
+//! same run is still going on" (Go's `schedtick`/`schedwhen`).
+//!
+//! # Who writes what
+//!
+//! | field | written by | read by |
+//! |---|---|---|
+//! | `tid` | worker (`register_current_thread`), cleared at thread exit | sysmon (tgkill target) |
+//! | `tick`, `state`, `run_start`, `stack_lo/hi` | worker only | sysmon, handler, `should_yield` |
+//! | `request_tick` | sysmon (sets it to the overrunning run's tick); handler (clears it when it pushes the call) | handler, `should_yield` |
+//! | `signal_pending` | sysmon (before tgkill); handler (clears it) | sysmon (coalescing, Go's `signalPending`) |
+//! | `ack` | handler (every SIGURG on the thread, Go's `preemptGen`) | anyone (diagnostics) |
+//! | `pushed` | handler (set when it pushes the call); trampoline (clears it before the hook) | handler |
+//! | `preempt_requests`, `long_polls` | sysmon | metrics |
+//! | `preempt_declined` | handler | metrics |
+//! | `preemptions` | trampoline | metrics |
+//!
+//! The worker, sysmon and handler fields sit on separate cache lines. The
+//! request is the tick it targets rather than a boolean, so it becomes stale by
+//! itself the moment the worker moves on: no "clear the request" store on the
+//! hot path, and no race in which sysmon's late request hits the *next* run.
+//!
+//! # The protocol, step by step
+//!
+//! 1. **Register.** Each worker thread calls [`Slot::register_current_thread`]
+//!    once: it records the thread id, publishes the slot in a const-initialised
+//!    thread-local (the only thing the handler can safely read) and makes sure
+//!    the thread has a ≥ 64 KiB `sigaltstack`, so the kernel's signal frame
+//!    never lands on a small coroutine stack.
+//! 2. **Run.** Before resuming a coroutine the worker calls
+//!    [`Slot::coroutine_started`]: stack bounds, `run_start` (CLOCK_MONOTONIC
+//!    ns) and the bumped `tick` are stored first, then `state = COROUTINE` with
+//!    a SeqCst store (release for the fields above, and ordered before the
+//!    following load of sysmon's `idle` flag: Dekker-style, so either sysmon's
+//!    re-scan sees the new run or the worker sees `idle` and wakes sysmon).
+//! 3. **sysmon** is deadline driven. It scans all slots; reads are
+//!    seqlock-style (tick, state, run_start, tick again; a changed tick means
+//!    "look again"). It sleeps until the earliest `run_start + quantum` of the
+//!    coroutines running (or an earlier retry), samples every quantum while
+//!    some worker polls a future, and otherwise sleeps with no deadline on a
+//!    condvar after publishing `idle = true` and re-scanning; only then does
+//!    `coroutine_started` (or `future_started`) pay for a wake-up. A new
+//!    coroutine's deadline is never earlier than the one sysmon already sleeps
+//!    for (all quanta are equal), so nothing else needs to wake it.
+//! 4. **Request.** At the deadline, same tick and still `COROUTINE`: store
+//!    `request_tick = tick` (release), count `preempt_requests`, and when async
+//!    preemption is on and no signal is pending, set `signal_pending` and
+//!    `tgkill(pid, tid, SIGURG)`. Then re-check after 100 µs (doubling up to
+//!    `clamp(quantum, 1 ms, 10 ms)`): if the same run is still going on (the
+//!    handler declined, or the signal was lost), request and signal again. With
+//!    async preemption off only the request is made; `should_yield` reports it.
+//! 5. **Handler** (raw `sigaction(SIGURG, SA_SIGINFO|SA_ONSTACK|SA_RESTART)`):
+//!    first chains to the previously installed SIGURG handler (SIG_DFL/SIG_IGN
+//!    mean ignore), then, on a thread with a slot, bumps `ack`, clears
+//!    `signal_pending`, and if `request_tick == tick` and the state is
+//!    `COROUTINE`, checks the safe point (Go's `isAsyncSafePoint`): async
+//!    preemption enabled for the slot, a hook installed, no call already
+//!    pushed, the thread's no-preempt counter ([`disable`]) zero, RSP inside
+//!    `[stack_lo, stack_hi)` with room for the red zone, the return address,
+//!    the trampoline frame, the XSAVE area and 16 KiB for the hook, and RIP in
+//!    a function of the executable's own text that is not denied (see
+//!    *Symbols*). If all hold it sets `pushed`, clears the request and pushes a
+//!    call; otherwise it counts `preempt_declined` and sysmon's retry comes.
+//!    Threads without a slot are left alone. A SIGURG may be spurious (Go's
+//!    rule): anything sent by others is acknowledged and otherwise ignored
+//!    unless a request is pending, and then it merely preempts a little early.
+//! 6. **Push a call** (Go's `pushCall`): RSP -= 128 (the System V red zone),
+//!    push the interrupted RIP, RIP = trampoline.
+//! 7. **Trampoline** (Go's `asyncPreempt`, `arch/x86_64.rs`): saves RFLAGS,
+//!    RBP and all other GPRs, `cld`, saves the full XCR0 state with
+//!    XSAVEC/XSAVE into a 64-byte-aligned area sized from CPUID leaf 0xD (header
+//!    zeroed first), calls the Rust side, which clears `pushed`, counts
+//!    `preemptions` and calls the hook. The hook suspends the coroutine; the
+//!    worker calls [`Slot::coroutine_stopped`] and schedules something else.
+//!    When the coroutine is resumed (`coroutine_started` again) the hook
+//!    returns; the trampoline XRSTORs, pops everything and `ret 128`s into the
+//!    interrupted instruction. CFI (with `.cfi_signal_frame`) lets unwinders,
+//!    gdb and perf walk through the frame.
+//!
+//! # Why the handler is async-signal-safe
+//!
+//! It touches only: atomics in the slot (kept alive by the registration,
+//! which unpublishes the pointer before dropping its `Arc`), two
+//! const-initialised `Cell` thread-locals without destructors (plain
+//! `%fs`-relative accesses in an executable, no lazy initialisation), the
+//! symbol table (built before the handler is installed or republished with a
+//! release store and never freed, searched without allocating), and the
+//! ucontext. It takes no locks, allocates nothing, and preserves `errno`.
+//!
+//! # Symbols
+//!
+//! The function table is built once per process from the executable's
+//! `.symtab` ([`object`] + [`rustc_demangle`], load bias from
+//! `dl_iterate_phdr`). Denied by demangled-path prefix: `std::`, `core::`,
+//! `alloc::`, the `urgent` crates, `tokio`, `mio`, `crossbeam`, `parking_lot`,
+//! `tracing`, `futures`, `corosensei`, allocators and unwinding machinery (see
+//! `symtab::BUILTIN_DENY`), plus [`Config::deny_prefixes`]. For a qualified
+//! path `<T as Trait>::f` the owner is `T` when it is a named path (user impls
+//! of std traits are user code), else the trait. Closures are named after the
+//! function they appear in (`mycrate::main::{{closure}}` or
+//! `{closure#0}`), so user closures are user code; a generic runtime function
+//! instantiated with a user closure is named after the runtime function,
+//! though, so the executor's CPU-task entry shim must be allowed explicitly
+//! with [`allow_prefix`]. Code outside the executable (libc, the vDSO, other
+//! shared objects, PLT stubs) is never preempted. Without a `.symtab` async
+//! preemption is off (one warning on stderr).
+
+#![warn(missing_docs)]
+
+mod arch;
+mod signal;
+mod symtab;
+mod sysmon;
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use signal::{ensure_sigaltstack, ALTSTACK_SIZE, HOOK_HEADROOM};
+
+/// Configuration of a [`Preemptor`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Time slice of a coroutine before sysmon requests its preemption.
+    pub quantum: Duration,
+    /// Whether to interrupt overrunning coroutines with SIGURG. When false (or
+    /// `URGENT_ASYNC_PREEMPT=0`, or no `.symtab`, or not x86_64 Linux) only
+    /// the cooperative request seen by [`should_yield`] is made.
+    pub async_preempt: bool,
+    /// Extra demangled-path prefixes never to preempt in
+    /// (`Builder::no_preempt_in`). They win over [`allow_prefix`].
+    pub deny_prefixes: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            quantum: Duration::from_millis(10),
+            async_preempt: true,
+            deny_prefixes: Vec::new(),
+        }
+    }
+}
+
+/// Counters of a [`Preemptor`] (sums over its slots) or of one [`Slot`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreemptMetrics {
+    /// Runs found over their quantum by sysmon (one per overrunning run).
+    pub preempt_requests: u64,
+    /// Calls pushed by the handler that reached the trampoline.
+    pub preemptions: u64,
+    /// Signals that found a pending request but no safe point.
+    pub preempt_declined: u64,
+    /// Plain-future polls seen still running a quantum later.
+    pub long_polls: u64,
+}
+
+impl std::ops::AddAssign for PreemptMetrics {
+    fn add_assign(&mut self, o: Self) {
+        self.preempt_requests += o.preempt_requests;
+        self.preemptions += o.preemptions;
+        self.preempt_declined += o.preempt_declined;
+        self.long_polls += o.long_polls;
+    }
+}
+
+pub(crate) const IDLE: u8 = 0;
+pub(crate) const RUNNING_FUTURE: u8 = 1;
+pub(crate) const RUNNING_COROUTINE: u8 = 2;
+
+/// Aligns its content to two cache lines (adjacent-line prefetch).
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(T);
+
+impl<T> Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Fields written by the worker only.
+pub(crate) struct WorkerLine {
+    pub(crate) tick: AtomicU64,
+    pub(crate) run_start: AtomicU64,
+    pub(crate) state: AtomicU8,
+    pub(crate) stack_lo: AtomicUsize,
+    pub(crate) stack_hi: AtomicUsize,
+}
+
+/// Fields written mostly by sysmon.
+pub(crate) struct SysmonLine {
+    pub(crate) request_tick: AtomicU64,
+    pub(crate) signal_pending: AtomicBool,
+    pub(crate) preempt_requests: AtomicU64,
+    pub(crate) long_polls: AtomicU64,
+}
+
+/// Fields written by the signal handler / trampoline.
+pub(crate) struct HandlerLine {
+    pub(crate) ack: AtomicU64,
+    pub(crate) pushed: AtomicBool,
+    pub(crate) declined: AtomicU64,
+    pub(crate) preemptions: AtomicU64,
+}
+
+/// One worker's preemption slot. See the crate docs for the protocol.
+pub struct Slot {
+    index: usize,
+    pub(crate) tid: AtomicI32,
+    quantum_ns: u64,
+    pub(crate) async_enabled: AtomicBool,
+    wake: Arc<sysmon::Wake>,
+    pub(crate) w: CachePadded<WorkerLine>,
+    pub(crate) s: CachePadded<SysmonLine>,
+    pub(crate) h: CachePadded<HandlerLine>,
+}
+
+thread_local! {
+    /// The slot of this worker thread, read by the signal handler. Const
+    /// initialised and without destructor: async-signal-safe to read.
+    static CURRENT: Cell<*const Slot> = const { Cell::new(std::ptr::null()) };
+    /// Nesting depth of `NoPreempt` guards on this thread.
+    pub(crate) static NO_PREEMPT: Cell<u32> = const { Cell::new(0) };
+    /// Keeps the registered slot alive; unpublishes it at thread exit.
+    static REGISTRATION: RefCell<Option<Registration>> = const { RefCell::new(None) };
+}
+
+struct Registration(Arc<Slot>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(std::ptr::null()));
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        self.0.tid.store(0, Ordering::Release);
+        self.0.w.state.store(IDLE, Ordering::Release);
+    }
+}
+
+/// The current thread's slot pointer (null on non-worker threads).
+pub(crate) fn current_slot() -> *const Slot {
+    CURRENT.with(|c| c.get())
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (vDSO, no system call).
+pub(crate) fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(target_os = "linux")]
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn gettid() -> i32 {
+    1
+}
+
+impl Slot {
+    fn new(index: usize, quantum_ns: u64, async_enabled: bool, wake: Arc<sysmon::Wake>) -> Slot {
+        Slot {
+            index,
+            tid: AtomicI32::new(0),
+            quantum_ns,
+            async_enabled: AtomicBool::new(async_enabled),
+            wake,
+            w: CachePadded(WorkerLine {
+                tick: AtomicU64::new(0),
+                run_start: AtomicU64::new(0),
+                state: AtomicU8::new(IDLE),
+                stack_lo: AtomicUsize::new(0),
+                stack_hi: AtomicUsize::new(0),
+            }),
+            s: CachePadded(SysmonLine {
+                request_tick: AtomicU64::new(0),
+                signal_pending: AtomicBool::new(false),
+                preempt_requests: AtomicU64::new(0),
+                long_polls: AtomicU64::new(0),
+            }),
+            h: CachePadded(HandlerLine {
+                ack: AtomicU64::new(0),
+                pushed: AtomicBool::new(false),
+                declined: AtomicU64::new(0),
+                preemptions: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Called once on the worker thread, before its first
+    /// `coroutine_started`: records the thread id, publishes the slot in the
+    /// thread-local the handler reads, and ensures a ≥ 64 KiB sigaltstack
+    /// ([`ensure_sigaltstack`]). If no alternate stack can be set up, async
+    /// preemption is turned off for this slot (cooperative requests remain).
+    /// Registering another slot replaces the previous registration.
+    pub fn register_current_thread(self: &Arc<Self>) {
+        if ensure_sigaltstack().is_err() {
+            self.async_enabled.store(false, Ordering::Relaxed);
+        }
+        self.tid.store(gettid(), Ordering::Release);
+        REGISTRATION.with(|r| {
+            let mut r = r.borrow_mut();
+            // Drop the previous registration first (it clears CURRENT).
+            *r = None;
+            CURRENT.with(|c| c.set(Arc::as_ptr(self)));
+            *r = Some(Registration(self.clone()));
+        });
+    }
+
+    /// The worker is about to resume a coroutine whose usable stack is
+    /// `[stack_lo, stack_hi)`: records the run start, bumps the tick (which also
+    /// invalidates any older request), marks the coroutine running, and wakes
+    /// sysmon if it sleeps with no deadline.
+    pub fn coroutine_started(&self, stack_lo: usize, stack_hi: usize) {
+        let w = &self.w;
+        w.stack_lo.store(stack_lo, Ordering::Relaxed);
+        w.stack_hi.store(stack_hi, Ordering::Relaxed);
+        w.run_start.store(now_ns(), Ordering::Relaxed);
+        w.tick.store(
+            w.tick.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
+        w.state.store(RUNNING_COROUTINE, Ordering::SeqCst);
+        if self.wake.idle.load(Ordering::SeqCst) {
+            self.wake.wake();
+        }
+    }
+
+    /// The coroutine returned control to the worker (finished, suspended or
+    /// preempted): clears the running state and bumps the tick.
+    pub fn coroutine_stopped(&self) {
+        let w = &self.w;
+        w.state.store(IDLE, Ordering::Release);
+        w.tick.store(
+            w.tick.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
+    }
+
+    /// The worker starts polling a plain future: bump tick, `state = FUTURE`.
+    /// No clock read. Wakes sysmon if it sleeps with no deadline (a relaxed
+    /// check: a wake-up lost to a race costs at most one `long_polls` count).
+    pub fn future_started(&self) {
+        let w = &self.w;
+        w.tick.store(
+            w.tick.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        w.state.store(RUNNING_FUTURE, Ordering::Release);
+        if self.wake.idle.load(Ordering::Relaxed) {
+            self.wake.wake();
+        }
+    }
+
+    /// The worker runs runtime code or goes to sleep: bump tick, `state = IDLE`.
+    pub fn idle(&self) {
+        let w = &self.w;
+        w.tick.store(
+            w.tick.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        w.state.store(IDLE, Ordering::Release);
+    }
+
+    /// Index of this slot in its [`Preemptor`].
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Counters of this slot alone.
+    pub fn metrics(&self) -> PreemptMetrics {
+        PreemptMetrics {
+            preempt_requests: self.s.preempt_requests.load(Ordering::Relaxed),
+            preemptions: self.h.preemptions.load(Ordering::Relaxed),
+            preempt_declined: self.h.declined.load(Ordering::Relaxed),
+            long_polls: self.s.long_polls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Number of SIGURGs the handler has seen on this slot's thread (Go's
+    /// `preemptGen`).
+    pub fn acks(&self) -> u64 {
+        self.h.ack.load(Ordering::Relaxed)
+    }
+
+    /// Whether async preemption is enabled for this slot.
+    pub fn async_enabled(&self) -> bool {
+        self.async_enabled.load(Ordering::Relaxed)
+    }
+
+    fn should_yield(&self) -> bool {
+        let tick = self.w.tick.load(Ordering::Relaxed);
+        if self.w.state.load(Ordering::Relaxed) != RUNNING_COROUTINE {
+            return false;
+        }
+        self.s.request_tick.load(Ordering::Relaxed) == tick
+            || now_ns().saturating_sub(self.w.run_start.load(Ordering::Relaxed)) >= self.quantum_ns
+    }
+}
+
+/// One per runtime: owns the per-worker slots and the sysmon thread
+/// (`urgent-sysmon`). Dropping it stops sysmon (slots stay valid for threads
+/// still holding them, but nobody watches them any more).
+pub struct Preemptor {
+    slots: Vec<Arc<Slot>>,
+    wake: Arc<sysmon::Wake>,
+    sysmon: Option<JoinHandle<()>>,
+    async_enabled: bool,
+    quantum: Duration,
+}
+
+impl Preemptor {
+    /// Creates `workers` slots and spawns sysmon. When async preemption is on
+    /// (config, `URGENT_ASYNC_PREEMPT` not `0`, target supported, `.symtab`
+    /// present) it also builds the symbol table (once per process, rebuilt if
+    /// new prefixes were registered) and installs the SIGURG handler (once per
+    /// process, chained to the previous one).
+    ///
+    /// Errors: `InvalidInput` for zero workers or a zero quantum; the OS error
+    /// if sigaction or the thread spawn fails.
+    pub fn start(config: Config, workers: usize) -> io::Result<Preemptor> {
+        if workers == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "urgent-preempt: zero workers",
+            ));
+        }
+        if config.quantum.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "urgent-preempt: zero quantum",
+            ));
+        }
+        let env_off = std::env::var("URGENT_ASYNC_PREEMPT").is_ok_and(|v| v.trim() == "0");
+        let mut async_enabled = config.async_preempt && !env_off && arch::SUPPORTED;
+        if async_enabled {
+            symtab::add_prefixes(&config.deny_prefixes, &[]);
+            async_enabled = symtab::ensure_built();
+        }
+        if async_enabled {
+            signal::install()?;
+        }
+        let quantum_ns = u64::try_from(config.quantum.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let wake = Arc::new(sysmon::Wake::new());
+        let slots: Vec<Arc<Slot>> = (0..workers)
+            .map(|i| Arc::new(Slot::new(i, quantum_ns, async_enabled, wake.clone())))
+            .collect();
+        let sysmon = {
+            let slots = slots.clone();
+            let wake = wake.clone();
+            std::thread::Builder::new()
+                .name("urgent-sysmon".into())
+                .stack_size(256 * 1024)
+                .spawn(move || sysmon::run(slots, wake, quantum_ns, async_enabled))?
+        };
+        Ok(Preemptor {
+            slots,
+            wake,
+            sysmon: Some(sysmon),
+            async_enabled,
+            quantum: config.quantum,
+        })
+    }
+
+    /// The slot of worker `worker` (panics if out of range).
+    pub fn slot(&self, worker: usize) -> Arc<Slot> {
+        self.slots[worker].clone()
+    }
+
+    /// Counters summed over all slots.
+    pub fn metrics(&self) -> PreemptMetrics {
+        let mut m = PreemptMetrics::default();
+        for s in &self.slots {
+            m += s.metrics();
+        }
+        m
+    }
+
+    /// Whether this preemptor sends signals (async preemption on).
+    pub fn async_enabled(&self) -> bool {
+        self.async_enabled
+    }
+
+    /// The configured quantum.
+    pub fn quantum(&self) -> Duration {
+        self.quantum
+    }
+}
+
+impl Drop for Preemptor {
+    fn drop(&mut self) {
+        self.wake.shutdown();
+        if let Some(t) = self.sysmon.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub(crate) static HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets (once, or again with the same semantics) the function the trampoline
+/// calls on the coroutine's stack to suspend the preempted coroutine, e.g. a
+/// fn calling `urgent_stackful::suspend(SuspendKind::Preempted)`. When it
+/// returns the trampoline restores all state and resumes the interrupted
+/// code. Until a hook is set the handler declines every preemption.
+pub fn set_preempt_hook(hook: fn()) {
+    HOOK.store(hook as usize, Ordering::Release);
+}
+
+/// Allows async preemption in functions whose demangled name (or owning
+/// path) starts with `prefix`, overriding the built-in deny list (but not
+/// [`Config::deny_prefixes`]). For the executor's CPU-task entry shim, into
+/// which user closures are inlined, e.g.
+/// `allow_prefix("urgent_executor::cpu::run_user_closure")`. Takes effect at
+/// the next [`Preemptor::start`] (the table is rebuilt if needed).
+pub fn allow_prefix(prefix: &str) {
+    symtab::add_prefixes(&[], &[prefix.to_string()]);
+}
+
+/// For `urgent::task::checkpoint()`: true if this thread's slot has a pending
+/// preempt request for the running coroutine or the coroutine has run past
+/// its quantum. An atomic load or two and at most a clock read (vDSO). False
+/// on non-worker threads and when no coroutine is running.
+pub fn should_yield() -> bool {
+    let p = current_slot();
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: the registration keeps the slot alive while CURRENT points at it.
+    unsafe { &*p }.should_yield()
+}
+
+/// Nestable guard: no async preemption on this thread while it lives
+/// (cooperative yields are the caller's business). `!Send`: it must be
+/// dropped on the thread that created it.
+#[must_use = "preemption is re-enabled when the guard is dropped"]
+pub struct NoPreempt {
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Disables async preemption on this thread until the guard is dropped.
+pub fn disable() -> NoPreempt {
+    NO_PREEMPT.with(|c| c.set(c.get() + 1));
+    // The handler runs on this thread: order the increment before the
+    // guarded code's memory accesses.
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    NoPreempt {
+        _not_send: PhantomData,
+    }
+}
+
+impl Drop for NoPreempt {
+    fn drop(&mut self) {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        NO_PREEMPT.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+/// Whether a [`NoPreempt`] guard is alive on this thread.
+pub fn is_disabled() -> bool {
+    NO_PREEMPT.with(|c| c.get()) != 0
+}
+
+/// Whether async preemption can work in this process: x86_64 Linux and an
+/// executable with a `.symtab` (builds the symbol table on first call; warns
+/// once on stderr if it is missing).
+pub fn async_preempt_supported() -> bool {
+    arch::SUPPORTED && symtab::ensure_built()
+}
+
+/// Diagnostic: `Some(true)` if `pc` lies in a function of the executable in
+/// which async preemption is allowed, `Some(false)` if in a denied one,
+/// `None` if outside every known function or no table is built yet (call
+/// [`async_preempt_supported`] first).
+pub fn pc_preemptible(pc: usize) -> Option<bool> {
+    symtab::lookup(pc)
+}
+
+/// Diagnostic: number of functions in the symbol table (0 if none).
+pub fn symbol_count() -> usize {
+    symtab::len()
+}
+
+/// Diagnostic: size in bytes of the extended-state area the trampoline saves
+/// and the instruction used ("xsavec", "xsave", "fxsave"; "none" if
+/// unsupported). Valid after a preemptor with async preemption started.
+pub fn xsave_info() -> (usize, &'static str) {
+    (arch::xsave_size(), arch::xsave_mode_name())
+}
+
+/// Diagnostic: whether `name` (a demangled, hash-free function path) would
+/// be allowed for async preemption given the built-in list and the prefixes
+/// registered so far.
+pub fn name_preemptible(name: &str, extra_deny: &[String]) -> bool {
+    symtab::name_allowed_with_registered(name, extra_deny)
+}

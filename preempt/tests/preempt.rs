@@ -1,0 +1,386 @@
+//! Behaviour of urgent-preempt with plain threads standing in for coroutines
+//! (each test thread's own stack is the "coroutine stack"). Bounds are
+//! generous; nothing here asserts speed.
+
+mod common;
+
+use common::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use urgent_preempt::{Config, Preemptor};
+
+fn preemptor(quantum_us: u64, async_preempt: bool, workers: usize) -> Preemptor {
+    urgent_preempt::set_preempt_hook(hook);
+    Preemptor::start(
+        Config {
+            quantum: Duration::from_micros(quantum_us),
+            async_preempt,
+            deny_prefixes: Vec::new(),
+        },
+        workers,
+    )
+    .unwrap()
+}
+
+/// Repeats `work` under preemption until at least `want` preemptions happened
+/// (or 20 s passed), checking every result against `reference`.
+fn repeat_until_preempted<R: PartialEq + std::fmt::Debug + Send + 'static>(
+    p: &Preemptor,
+    want: u64,
+    reference: R,
+    work: fn() -> R,
+) -> (u64, urgent_preempt::PreemptMetrics, u64) {
+    let ((runs, mismatches), m, calls) = run_on_slot(p, 0, move |slot| {
+        let end = Instant::now() + Duration::from_secs(20);
+        let mut runs = 0u64;
+        let mut mismatches = 0u64;
+        while slot.metrics().preemptions < want && Instant::now() < end {
+            let r = work();
+            if r != reference {
+                mismatches += 1;
+                eprintln!("mismatch: {r:?} != {reference:?}");
+            }
+            runs += 1;
+        }
+        (runs, mismatches)
+    });
+    assert_eq!(mismatches, 0, "results differ from the unpreempted run");
+    (runs, m, calls)
+}
+
+#[test]
+fn preempts_call_free_int_f64_loop_bit_identically() {
+    let _s = serial();
+    assert!(urgent_preempt::async_preempt_supported());
+    let p = preemptor(200, true, 1);
+    assert!(p.async_enabled());
+    let reference = std::thread::spawn(|| int_f64_work(2_000_000))
+        .join()
+        .unwrap();
+    let (runs, m, calls) = repeat_until_preempted(&p, 50, reference, || int_f64_work(2_000_000));
+    eprintln!("int/f64: runs {runs}, {m:?}, hook calls {calls}");
+    assert!(m.preemptions >= 50, "{m:?}");
+    assert_eq!(calls, m.preemptions, "hook calls == preemptions");
+    assert!(m.preempt_requests >= 1);
+}
+
+#[test]
+fn asm_register_state_survives_preemption() {
+    let _s = serial();
+    let p = preemptor(100, true, 1);
+    let reference = asm_gpr_work(5_000_000);
+    let (runs, m, _) = repeat_until_preempted(&p, 200, reference, || asm_gpr_work(5_000_000));
+    eprintln!("asm gpr/xmm: runs {runs}, {m:?}");
+    assert!(m.preemptions >= 200, "{m:?}");
+}
+
+#[test]
+fn avx2_fma_state_survives_preemption() {
+    if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+        eprintln!("skipped: no AVX2/FMA");
+        return;
+    }
+    let _s = serial();
+    let p = preemptor(100, true, 1);
+    fn work() -> Vec<u64> {
+        // SAFETY: AVX2 and FMA were detected above.
+        unsafe { avx_fma_work(3_000_000) }.to_vec()
+    }
+    let reference = work();
+    let (runs, m, _) = repeat_until_preempted(&p, 300, reference, work);
+    eprintln!(
+        "avx2/fma: runs {runs}, {m:?}, xsave {:?}",
+        urgent_preempt::xsave_info()
+    );
+    assert!(m.preemptions >= 300, "{m:?}");
+}
+
+#[test]
+fn no_preempt_guard_is_respected() {
+    let _s = serial();
+    let p = preemptor(200, true, 1);
+    let ((), m, calls) = run_on_slot(&p, 0, |_| {
+        let g = urgent_preempt::disable();
+        assert!(urgent_preempt::is_disabled());
+        {
+            let _nested = urgent_preempt::disable();
+        }
+        assert!(urgent_preempt::is_disabled());
+        spin_for_ms(300);
+        drop(g);
+        assert!(!urgent_preempt::is_disabled());
+    });
+    eprintln!("guarded: {m:?}");
+    assert_eq!(m.preemptions, 0);
+    assert_eq!(calls, 0);
+    assert!(m.preempt_requests >= 1, "{m:?}");
+    assert!(m.preempt_declined >= 1, "{m:?}");
+}
+
+#[test]
+fn stack_without_headroom_is_declined() {
+    let _s = serial();
+    let p = preemptor(200, true, 1);
+    let ((), m, _) = run_on_slot(&p, 0, |slot| {
+        // Pretend the coroutine stack is the 8 KiB just below the current SP:
+        // far less than the trampoline + XSAVE + hook headroom.
+        let here = &slot as *const _ as usize;
+        slot.coroutine_started(here - 8 * 1024, here + 4096);
+        spin_for_ms(200);
+    });
+    eprintln!("tiny stack: {m:?}");
+    assert_eq!(m.preemptions, 0);
+    assert!(m.preempt_declined >= 1, "{m:?}");
+}
+
+#[test]
+fn sigurg_storm_changes_nothing() {
+    let _s = serial();
+    let p = preemptor(500, true, 2);
+    let reference = asm_gpr_work(3_000_000);
+    let tid = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm = {
+        let tid = tid.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let pid = std::process::id() as i32;
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = tid.load(Ordering::Relaxed) as i32;
+                // SAFETY: signals to our own process/threads; SIGURG is handled.
+                unsafe {
+                    if t != 0 {
+                        libc::syscall(libc::SYS_tgkill, pid, t, libc::SIGURG);
+                    }
+                    libc::kill(pid, libc::SIGURG);
+                }
+                sent += 1;
+                if sent.is_multiple_of(64) {
+                    std::thread::yield_now();
+                }
+            }
+            sent
+        })
+    };
+    // Worker 1: a plain registered thread that never runs a coroutine.
+    let slot1 = p.slot(1);
+    let (ok1, acks_idle) = {
+        let tid = tid.clone();
+        std::thread::spawn(move || {
+            slot1.register_current_thread();
+            // SAFETY: gettid has no preconditions.
+            tid.store(
+                unsafe { libc::syscall(libc::SYS_gettid) } as u64,
+                Ordering::Relaxed,
+            );
+            let r = (0..20).all(|_| asm_gpr_work(300_000) == asm_gpr_work(300_000));
+            (r, slot1.acks())
+        })
+        .join()
+        .unwrap()
+    };
+    let (mismatch, m, _) = run_on_slot(&p, 0, move |slot| {
+        tid.store(
+            unsafe { libc::syscall(libc::SYS_gettid) } as u64,
+            Ordering::Relaxed,
+        );
+        let mut bad = 0;
+        for _ in 0..40 {
+            if asm_gpr_work(3_000_000) != reference {
+                bad += 1;
+            }
+        }
+        (bad, slot.acks())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let sent = storm.join().unwrap();
+    eprintln!(
+        "storm: sent {sent}, idle-slot acks {acks_idle}, worker acks {}, {m:?}",
+        mismatch.1
+    );
+    assert!(ok1);
+    assert_eq!(mismatch.0, 0);
+    assert!(sent > 100);
+}
+
+#[test]
+fn thread_without_slot_is_ignored() {
+    let _s = serial();
+    let _p = preemptor(200, true, 1);
+    let r = std::thread::spawn(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+        let sender = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let pid = std::process::id() as i32;
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: signal to a thread of our own process.
+                    unsafe { libc::syscall(libc::SYS_tgkill, pid, me, libc::SIGURG) };
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            })
+        };
+        let a = asm_gpr_work(20_000_000);
+        assert!(!urgent_preempt::should_yield());
+        stop.store(true, Ordering::Relaxed);
+        sender.join().unwrap();
+        a
+    })
+    .join()
+    .unwrap();
+    assert_eq!(r, asm_gpr_work(20_000_000));
+}
+
+#[test]
+fn should_yield_past_quantum_and_on_request() {
+    let _s = serial();
+    assert!(!urgent_preempt::should_yield(), "non-worker thread");
+    let p = preemptor(1000, false, 1);
+    assert!(!p.async_enabled());
+    let ((saw, no_coro), m, _) = run_on_slot(&p, 0, |slot| {
+        let saw = wait_until(urgent_preempt::should_yield);
+        // Wait for sysmon's request too.
+        wait_until(|| slot.metrics().preempt_requests >= 1);
+        slot.coroutine_stopped();
+        let no_coro = !urgent_preempt::should_yield();
+        slot.future_started();
+        let no_fut = !urgent_preempt::should_yield();
+        slot.idle();
+        let (lo, hi) = own_stack_bounds();
+        slot.coroutine_started(lo, hi);
+        (saw, no_coro && no_fut)
+    });
+    assert!(saw);
+    assert!(no_coro);
+    assert_eq!(m.preemptions, 0);
+    assert!(m.preempt_requests >= 1);
+}
+
+#[test]
+fn async_off_by_config_means_no_signals() {
+    let _s = serial();
+    let p = preemptor(200, false, 1);
+    let (acks, m, calls) = run_on_slot(&p, 0, |slot| {
+        spin_for_ms(200);
+        assert!(urgent_preempt::should_yield());
+        slot.acks()
+    });
+    assert_eq!(acks, 0);
+    assert_eq!(m.preemptions, 0);
+    assert_eq!(calls, 0);
+    assert!(m.preempt_requests >= 1);
+}
+
+#[test]
+fn long_polls_are_counted_not_signalled() {
+    let _s = serial();
+    let p = preemptor(1000, true, 1);
+    let ((), m, _) = run_on_slot(&p, 0, |slot| {
+        // Let sysmon fall into its no-deadline sleep first.
+        slot.idle();
+        std::thread::sleep(Duration::from_millis(20));
+        for _ in 0..3 {
+            slot.future_started();
+            spin_for_ms(30);
+            slot.idle();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Many short polls: not long.
+        for _ in 0..1000 {
+            slot.future_started();
+            slot.idle();
+        }
+        let (lo, hi) = own_stack_bounds();
+        slot.coroutine_started(lo, hi);
+        slot.coroutine_stopped();
+        assert_eq!(slot.acks(), 0, "futures are never signalled");
+    });
+    eprintln!("long polls: {m:?}");
+    assert!(m.long_polls >= 2 && m.long_polls <= 3, "{m:?}");
+    assert_eq!(m.preempt_requests, 0);
+}
+
+#[test]
+fn sysmon_wakes_from_idle_sleep() {
+    let _s = serial();
+    let p = preemptor(300, true, 1);
+    let ((), m, _) = run_on_slot(&p, 0, |slot| {
+        slot.coroutine_stopped();
+        std::thread::sleep(Duration::from_millis(50)); // sysmon: no deadline
+        let (lo, hi) = own_stack_bounds();
+        slot.coroutine_started(lo, hi);
+        let end = Instant::now() + Duration::from_secs(10);
+        while slot.metrics().preemptions < 3 && Instant::now() < end {
+            std::hint::black_box(int_f64_work(100_000));
+        }
+    });
+    assert!(m.preemptions >= 3, "{m:?}");
+}
+
+#[test]
+fn symbol_table_classifies_functions() {
+    assert!(urgent_preempt::async_preempt_supported());
+    assert!(urgent_preempt::symbol_count() > 100);
+    let test_fn = int_f64_work as *const () as usize;
+    let std_fn = std::io::stdout as *const () as usize;
+    let std_fmt = <std::string::String as std::fmt::Write>::write_str as *const () as usize;
+    assert_eq!(urgent_preempt::pc_preemptible(test_fn + 1), Some(true));
+    assert_eq!(urgent_preempt::pc_preemptible(std_fn + 1), Some(false));
+    assert_eq!(urgent_preempt::pc_preemptible(std_fmt + 1), Some(false));
+    let own = urgent_preempt::should_yield as *const () as usize;
+    assert_eq!(urgent_preempt::pc_preemptible(own + 1), Some(false));
+    // libc lives in another object: never preemptible.
+    let libc_fn = libc::getpid as *const () as usize;
+    assert_ne!(urgent_preempt::pc_preemptible(libc_fn), Some(true));
+    assert!(!urgent_preempt::name_preemptible(
+        "std::io::stdio::_print",
+        &[]
+    ));
+    assert!(urgent_preempt::name_preemptible(
+        "preempt::int_f64_work",
+        &[]
+    ));
+    assert!(!urgent_preempt::name_preemptible(
+        "preempt::int_f64_work",
+        &["preempt::".into()]
+    ));
+}
+
+#[test]
+fn registered_thread_has_a_big_sigaltstack() {
+    let _p = preemptor(1000, true, 1);
+    let slot = _p.slot(0);
+    std::thread::spawn(move || {
+        slot.register_current_thread();
+        // SAFETY: query only.
+        let st = unsafe {
+            let mut st: libc::stack_t = std::mem::zeroed();
+            libc::sigaltstack(std::ptr::null(), &mut st);
+            st
+        };
+        assert_eq!(st.ss_flags & libc::SS_DISABLE, 0);
+        assert!(st.ss_size >= urgent_preempt::ALTSTACK_SIZE);
+        urgent_preempt::ensure_sigaltstack().unwrap(); // idempotent
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn start_rejects_bad_config() {
+    assert!(Preemptor::start(
+        Config {
+            quantum: Duration::ZERO,
+            ..Config::default()
+        },
+        1
+    )
+    .is_err());
+    assert!(Preemptor::start(Config::default(), 0).is_err());
+    let p = Preemptor::start(Config::default(), 3).unwrap();
+    assert_eq!(p.metrics(), urgent_preempt::PreemptMetrics::default());
+    drop(p); // stops sysmon
+}
