@@ -269,7 +269,15 @@ where
             return None;
         }
     };
+    let negative = lit.base10_digits().starts_with('-');
     match lit.base10_parse::<N>() {
+        _ if negative => {
+            errors.push(syn::Error::new_spanned(
+                value,
+                format!("`{name}` must be at least 1"),
+            ));
+            None
+        }
         Ok(n) if n == N::from(0) => {
             errors.push(syn::Error::new_spanned(
                 value,
@@ -442,7 +450,7 @@ fn fallback(input: ItemFn, kind: Kind, error: syn::Error) -> TokenStream2 {
         #err
         #test_attr
         #(#attrs)*
-        #[allow(unreachable_code, clippy::diverging_sub_expression)]
+        #[allow(dead_code, unreachable_code, clippy::diverging_sub_expression)]
         #vis fn #name() #output {
             ::core::unreachable!()
         }
