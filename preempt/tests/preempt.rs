@@ -211,6 +211,7 @@ fn thread_without_slot_is_ignored() {
     let _p = preemptor(200, true, 1);
     let r = std::thread::spawn(|| {
         let stop = Arc::new(AtomicBool::new(false));
+        // SAFETY: gettid has no preconditions.
         let me = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
         let sender = {
             let stop = stop.clone();
@@ -383,4 +384,96 @@ fn start_rejects_bad_config() {
     let p = Preemptor::start(Config::default(), 3).unwrap();
     assert_eq!(p.metrics(), urgent_preempt::PreemptMetrics::default());
     drop(p); // stops sysmon
+}
+
+#[inline(never)]
+fn outer_frame_for_backtrace() -> (u64, u64) {
+    let mut last = (0, 0);
+    while CAPTURED.lock().unwrap().is_none() {
+        last = int_f64_work(1_000_000);
+    }
+    std::hint::black_box(last)
+}
+
+#[test]
+fn backtrace_unwinds_through_the_trampoline() {
+    let _s = serial();
+    *CAPTURED.lock().unwrap() = None;
+    let p = preemptor(300, true, 1);
+    let ((), m, _) = run_on_slot(&p, 0, |_| {
+        CAPTURE_BACKTRACE.with(|c| c.set(true));
+        outer_frame_for_backtrace();
+    });
+    let bt = CAPTURED.lock().unwrap().take().unwrap();
+    assert!(m.preemptions >= 1);
+    // hook <- trampoline <- interrupted function <- its caller.
+    let pos = |needle: &str| {
+        bt.find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in backtrace:\n{bt}"))
+    };
+    let (h, t, w, o) = (
+        pos("common::hook"),
+        pos("urgent_preempt_trampoline"),
+        pos("int_f64_work"),
+        pos("outer_frame_for_backtrace"),
+    );
+    assert!(h < t && t < w && w < o, "frames out of order:\n{bt}");
+}
+
+/// Child half of `stripped_binary_disables_async_preemption` (a no-op unless
+/// run by it).
+#[test]
+fn stripped_child() {
+    if std::env::var_os("URGENT_PREEMPT_STRIPPED_CHILD").is_none() {
+        return;
+    }
+    assert!(!urgent_preempt::async_preempt_supported());
+    assert!(!urgent_preempt::async_preempt_supported()); // warns once only
+    let p = preemptor(200, true, 1);
+    assert!(!p.async_enabled());
+    let (yielded, m, _) = run_on_slot(&p, 0, |_| {
+        spin_for_ms(100);
+        urgent_preempt::should_yield()
+    });
+    assert!(yielded);
+    assert_eq!(m.preemptions, 0);
+}
+
+#[test]
+fn stripped_binary_disables_async_preemption() {
+    let exe = std::env::current_exe().unwrap();
+    let dir = std::env::temp_dir().join(format!("urgent-preempt-strip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stripped = dir.join("stripped");
+    let ok = std::process::Command::new("objcopy")
+        .arg("--strip-all")
+        .arg(&exe)
+        .arg(&stripped)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: objcopy unavailable");
+        return;
+    }
+    let out = std::process::Command::new(&stripped)
+        .args([
+            "--exact",
+            "stripped_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("URGENT_PREEMPT_STRIPPED_CHILD", "1")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert_eq!(
+        stderr.matches("async preemption disabled").count(),
+        1,
+        "{stderr}"
+    );
 }

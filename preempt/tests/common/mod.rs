@@ -22,6 +22,14 @@ thread_local! {
 
 pub static TOTAL_HOOK_CALLS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// When set, the next hook call on this thread records a backtrace.
+    pub static CAPTURE_BACKTRACE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Backtrace captured inside the hook (see `CAPTURE_BACKTRACE`).
+pub static CAPTURED: Mutex<Option<String>> = Mutex::new(None);
+
 /// Usable bounds of the current thread's stack (64 KiB kept clear above the
 /// guard).
 pub fn own_stack_bounds() -> (usize, usize) {
@@ -44,6 +52,10 @@ pub fn own_stack_bounds() -> (usize, usize) {
 pub fn hook() {
     CALLS.with(|c| c.set(c.get() + 1));
     TOTAL_HOOK_CALLS.fetch_add(1, Ordering::Relaxed);
+    if CAPTURE_BACKTRACE.with(|c| c.replace(false)) {
+        let bt = std::backtrace::Backtrace::force_capture().to_string();
+        *CAPTURED.lock().unwrap_or_else(|e| e.into_inner()) = Some(bt);
+    }
     clobber();
     let (slot, lo, hi) = CTX.with(|c| c.get());
     if !slot.is_null() {
