@@ -1,1 +1,115 @@
-//! placeholder
+//! Stackful coroutines for the urgent runtime: stacks, context switch, the
+//! coroutine type, and the guard-page overflow report.
+//!
+//! This crate knows nothing of executors, run queues or preemption signals.
+//! The executor runs each CPU task (`spawn_cpu`) as a [`Coroutine`] on a
+//! pooled [`Stack`]; the preempt crate's signal trampoline calls
+//! [`suspend`]`(`[`SuspendKind::Preempted`]`)` on the coroutine's own stack,
+//! and cooperative points (`wait`, `checkpoint`, `yield_now`) call
+//! [`suspend`]`(`[`SuspendKind::Yield`]`)`. The switch itself is corosensei's:
+//! a handful of instructions with balanced call/return (so the return-address
+//! predictor keeps working) and DWARF CFI that lets unwinders, backtraces,
+//! gdb and perf walk from coroutine frames into the frames of the resumer.
+//!
+//! # States
+//!
+//! ```text
+//!            resume                suspend(kind)
+//!   new ───────────────▶ running ───────────────▶ suspended(Yield | Preempted)
+//!    │                    │  ▲                          │
+//!    │ drop               │  └──────── resume ──────────┘
+//!    ▼                    ▼ f returns / panics
+//!  (closure dropped)    finished ── drop ──▶ stack back to the pool
+//! ```
+//!
+//! - **new**: created by [`Coroutine::new`]; the closure sits on the top of the
+//!   coroutine's stack. Dropping it drops the closure.
+//! - **running**: inside [`Coroutine::resume`] on some thread. Exactly one
+//!   coroutine per thread is *current* (nested resumes stack up and unstack).
+//! - **suspended(Yield)**: stopped inside a [`suspend`] call, a call site.
+//!   Resumable on any thread; dropping it unwinds its stack (destructors run).
+//! - **suspended(Preempted)**: stopped inside [`suspend`] called from the
+//!   preemption trampoline, which interrupted arbitrary code. Resumable;
+//!   dropping it discards the stack *without running destructors* (the
+//!   interrupted PC is not a call site, so it cannot be unwound). This leak
+//!   is the documented price of aborting a preempted task.
+//! - **finished**: the closure returned ([`Resume::Finished`]) or panicked
+//!   ([`Resume::Panicked`], the panic was caught on the coroutine's stack).
+//!   Resuming again panics.
+//!
+//! # Who may touch what
+//!
+//! - A [`Coroutine`] is owned by one party at a time (it is `Send`, not
+//!   `Sync`): the executor moves it between its queues and resumes it with
+//!   `&mut`. While it runs, its book-keeping is reachable only from the
+//!   thread-local *current* pointer of the thread running it.
+//! - The current pointer is a const-initialised thread-local `Cell` of a raw
+//!   pointer, written only by [`Coroutine::resume`] (set before the switch in,
+//!   restored after the switch out) and by `Drop` around the forced unwind.
+//!   [`suspend`] only reads it, and reads everything it needs *before*
+//!   switching out: by the time it returns the coroutine may live at another
+//!   address or on another thread.
+//! - The SIGSEGV/SIGBUS handler reads the current pointer and the guard bounds
+//!   it points to; nothing else. It allocates nothing and takes no lock. It
+//!   runs on the alternate signal stack that [`init_thread`] installs (std's
+//!   threads also have a small one).
+//!
+//! # Stack pools
+//!
+//! - A [`Stack`] is an `mmap(MAP_NORESERVE)` reservation with a guard page at
+//!   its low end; its usable size is a page multiple between 16 KiB and 1 GiB.
+//! - A stack belongs to exactly one of: a [`Stack`] value, a [`Coroutine`]
+//!   (new, running, suspended or finished), the calling thread's pool, or the
+//!   global pool. Pools hold no pointers into live coroutines.
+//! - On entering a pool a stack's pages below its top 16 KiB (the warm
+//!   prefix) are given back with `madvise(MADV_DONTNEED)`, so idle stacks cost
+//!   at most the warm prefix each. Pools are bounded (32 per thread, 256
+//!   global); beyond that stacks are unmapped. A thread's pool moves to the
+//!   global pool when the thread exits.
+//! - [`Stack::new`] looks in the thread's pool, then the global pool, for a
+//!   stack of the same size before mapping a new one.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+//! use std::sync::Arc;
+//! use urgent_stackful::{suspend, Coroutine, Resume, Stack, SuspendKind};
+//!
+//! urgent_stackful::init_thread();
+//! let steps = Arc::new(AtomicUsize::new(0));
+//! let s = steps.clone();
+//! let mut co = Coroutine::new(Stack::new(256 * 1024).unwrap(), move || {
+//!     s.fetch_add(1, Relaxed);
+//!     suspend(SuspendKind::Yield);
+//!     s.fetch_add(1, Relaxed);
+//! });
+//! assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+//! assert_eq!(steps.load(Relaxed), 1);
+//! // Resume on another thread.
+//! let co = std::thread::spawn(move || {
+//!     assert!(matches!(co.resume(), Resume::Finished));
+//!     co
+//! })
+//! .join()
+//! .unwrap();
+//! assert!(co.is_finished());
+//! assert_eq!(steps.load(Relaxed), 2);
+//! ```
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(not(unix))]
+compile_error!("urgent-stackful supports Linux (x86_64, aarch64) only");
+
+mod coroutine;
+mod signal;
+mod stack;
+
+pub use coroutine::{in_coroutine, suspend, Coroutine, Resume, SuspendKind};
+pub use signal::{init_thread, thread_initialized, ALT_STACK_SIZE};
+pub use stack::{
+    pooled_stacks, validate_stack_size, Stack, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,
+    WARM_PREFIX,
+};

@@ -1,0 +1,371 @@
+//! Behaviour of `Coroutine`, `suspend` and the stack pools.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+use urgent_stackful::{
+    in_coroutine, suspend, validate_stack_size, Coroutine, Resume, Stack, SuspendKind,
+    MIN_STACK_SIZE,
+};
+
+fn stack() -> Stack {
+    Stack::new(64 * 1024).unwrap()
+}
+
+#[test]
+fn returns_values_through_captures() {
+    let out = Arc::new(Mutex::new(None));
+    let o = out.clone();
+    let mut co = Coroutine::new(stack(), move || {
+        let v: u64 = (1..=10).product();
+        *o.lock().unwrap() = Some(v);
+    });
+    assert!(!co.is_started());
+    assert!(matches!(co.resume(), Resume::Finished));
+    assert!(co.is_finished());
+    assert_eq!(*out.lock().unwrap(), Some(3_628_800));
+    assert_eq!(co.last_suspend(), None);
+}
+
+#[test]
+fn panic_is_returned_as_panicked() {
+    let n = std::hint::black_box(42);
+    let mut co = Coroutine::new(stack(), move || panic!("boom {n}"));
+    match co.resume() {
+        Resume::Panicked(p) => {
+            assert_eq!(p.downcast_ref::<String>().map(String::as_str), Some("boom 42"));
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    assert!(co.is_finished());
+    assert!(!in_coroutine());
+}
+
+#[test]
+fn panic_after_suspend_is_returned() {
+    let mut co = Coroutine::new(stack(), || {
+        suspend(SuspendKind::Yield);
+        std::panic::panic_any(7u32);
+    });
+    assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+    match co.resume() {
+        Resume::Panicked(p) => assert_eq!(p.downcast_ref::<u32>(), Some(&7)),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+}
+
+#[test]
+fn ping_pong_counts() {
+    const N: usize = 10_000;
+    let inside = Arc::new(AtomicUsize::new(0));
+    let i = inside.clone();
+    let mut co = Coroutine::new(stack(), move || {
+        for n in 0..N {
+            assert!(in_coroutine());
+            assert_eq!(i.fetch_add(1, SeqCst), n);
+            let kind = if n % 2 == 0 {
+                SuspendKind::Yield
+            } else {
+                SuspendKind::Preempted
+            };
+            suspend(kind);
+        }
+    });
+    let mut resumes = 0;
+    loop {
+        assert!(!in_coroutine());
+        match co.resume() {
+            Resume::Suspended(kind) => {
+                assert_eq!(Some(kind), co.last_suspend());
+                let expect = if resumes % 2 == 0 {
+                    SuspendKind::Yield
+                } else {
+                    SuspendKind::Preempted
+                };
+                assert_eq!(kind, expect);
+                resumes += 1;
+                assert_eq!(inside.load(SeqCst), resumes);
+            }
+            Resume::Finished => break,
+            Resume::Panicked(_) => panic!("coroutine panicked"),
+        }
+    }
+    assert_eq!(resumes, N);
+    assert_eq!(inside.load(SeqCst), N);
+}
+
+struct SetOnDrop(Arc<AtomicUsize>);
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn drop_of_yield_suspended_runs_destructors() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let after = Arc::new(AtomicUsize::new(0));
+    let (d, a) = (drops.clone(), after.clone());
+    let mut co = Coroutine::new(stack(), move || {
+        let _outer = SetOnDrop(d.clone());
+        let inner = || {
+            let _inner = SetOnDrop(d.clone());
+            suspend(SuspendKind::Yield);
+            a.fetch_add(1, SeqCst); // never reached
+        };
+        inner();
+    });
+    assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+    assert_eq!(drops.load(SeqCst), 0);
+    drop(co);
+    assert_eq!(drops.load(SeqCst), 2, "both destructors ran");
+    assert_eq!(after.load(SeqCst), 0);
+    assert!(!in_coroutine());
+}
+
+#[test]
+fn drop_of_new_coroutine_drops_closure() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let guard = SetOnDrop(drops.clone());
+    let co = Coroutine::new(stack(), move || {
+        let _g = guard;
+        unreachable!();
+    });
+    drop(co);
+    assert_eq!(drops.load(SeqCst), 1);
+}
+
+#[test]
+fn drop_of_preempted_leaks_without_running_destructors() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let mut co = Coroutine::new(stack(), move || {
+        let _g = SetOnDrop(d);
+        suspend(SuspendKind::Preempted);
+    });
+    let (_, top) = co.stack_bounds();
+    assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Preempted)));
+    assert_eq!(co.last_suspend(), Some(SuspendKind::Preempted));
+    drop(co);
+    assert_eq!(drops.load(SeqCst), 0, "a preempted coroutine is not unwound");
+    // The Arc clone on the discarded stack leaked.
+    assert_eq!(Arc::strong_count(&drops), 2);
+    // The stack itself went back to this thread's pool.
+    let again = Stack::new(64 * 1024).unwrap();
+    assert_eq!(again.bounds().1, top);
+}
+
+#[test]
+fn forced_unwind_cannot_be_swallowed() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let caught = Arc::new(AtomicUsize::new(0));
+    let (d, c) = (drops.clone(), caught.clone());
+    let mut co = Coroutine::new(stack(), move || {
+        let _g = SetOnDrop(d.clone());
+        // A user catch_unwind around a suspension point.
+        if catch_unwind(AssertUnwindSafe(|| suspend(SuspendKind::Yield))).is_err() {
+            c.fetch_add(1, SeqCst);
+        }
+        loop {
+            let _inner = SetOnDrop(d.clone());
+            suspend(SuspendKind::Yield);
+        }
+    });
+    for _ in 0..1 {
+        assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+    }
+    drop(co);
+    // The first forced unwind was caught, the next suspend panicked again
+    // outside the catch_unwind and unwound everything.
+    assert_eq!(caught.load(SeqCst), 1);
+    assert_eq!(drops.load(SeqCst), 2);
+}
+
+#[test]
+fn destructor_may_suspend_during_unwind() {
+    struct SuspendOnDrop(Arc<AtomicUsize>);
+    impl Drop for SuspendOnDrop {
+        fn drop(&mut self) {
+            // Returns at once while the coroutine is being unwound.
+            suspend(SuspendKind::Yield);
+            suspend(SuspendKind::Preempted);
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let mut co = Coroutine::new(stack(), move || {
+        let _g = SuspendOnDrop(d);
+        suspend(SuspendKind::Yield);
+    });
+    assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+    drop(co);
+    assert_eq!(drops.load(SeqCst), 1);
+}
+
+#[test]
+#[should_panic(expected = "urgent: suspend() called outside a CPU task")]
+fn suspend_outside_coroutine_panics() {
+    suspend(SuspendKind::Yield);
+}
+
+#[test]
+#[should_panic(expected = "finished coroutine")]
+fn resume_finished_panics() {
+    let mut co = Coroutine::new(stack(), || {});
+    assert!(matches!(co.resume(), Resume::Finished));
+    co.resume();
+}
+
+#[test]
+fn send_across_threads() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    let mut co = Coroutine::new(stack(), move || {
+        for i in 0..4 {
+            l.lock()
+                .unwrap()
+                .push((i, std::thread::current().name().map(str::to_owned)));
+            suspend(SuspendKind::Yield);
+        }
+    });
+    // Created and first resumed on this thread.
+    assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+    // Resumed on two other threads in turn.
+    for name in ["a", "b"] {
+        co = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+                co
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+    // Created on one thread, never resumed there.
+    let fresh = Coroutine::new(stack(), || suspend(SuspendKind::Yield));
+    std::thread::spawn(move || {
+        let mut fresh = fresh;
+        assert!(matches!(fresh.resume(), Resume::Suspended(SuspendKind::Yield)));
+        // Dropped (unwound) on this thread.
+    })
+    .join()
+    .unwrap();
+    assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+    assert!(matches!(co.resume(), Resume::Finished));
+    let log = log.lock().unwrap();
+    let names: Vec<_> = log.iter().map(|(_, n)| n.clone()).collect();
+    assert_eq!(names[1].as_deref(), Some("a"));
+    assert_eq!(names[2].as_deref(), Some("b"));
+    assert_eq!(names[0], names[3]);
+}
+
+#[test]
+fn nested_coroutines() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o = order.clone();
+    let mut outer = Coroutine::new(stack(), move || {
+        let o2 = o.clone();
+        let mut inner = Coroutine::new(Stack::new(32 * 1024).unwrap(), move || {
+            o2.lock().unwrap().push("inner 1");
+            suspend(SuspendKind::Yield); // back to outer, not to the test
+            o2.lock().unwrap().push("inner 2");
+        });
+        assert!(matches!(inner.resume(), Resume::Suspended(SuspendKind::Yield)));
+        o.lock().unwrap().push("outer 1");
+        suspend(SuspendKind::Yield); // back to the test
+        assert!(matches!(inner.resume(), Resume::Finished));
+        o.lock().unwrap().push("outer 2");
+    });
+    assert!(matches!(outer.resume(), Resume::Suspended(SuspendKind::Yield)));
+    assert!(matches!(outer.resume(), Resume::Finished));
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["inner 1", "outer 1", "inner 2", "outer 2"]
+    );
+}
+
+#[test]
+fn stack_bounds_contain_locals() {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let mut co = Coroutine::new(stack(), move || {
+        let local = Cell::new(1u8);
+        s.store(&local as *const _ as usize, SeqCst);
+    });
+    let (lo, top) = co.stack_bounds();
+    assert_eq!(top - lo, 64 * 1024);
+    assert_eq!(co.stack_size(), 64 * 1024);
+    assert!(matches!(co.resume(), Resume::Finished));
+    let addr = seen.load(SeqCst);
+    assert!(lo <= addr && addr < top, "{lo:#x} <= {addr:#x} < {top:#x}");
+}
+
+#[test]
+fn stacks_are_reused_from_the_pool() {
+    let size = 96 * 1024; // unique to this test
+    let co = Coroutine::new(Stack::new(size).unwrap(), || {});
+    let bounds = co.stack_bounds();
+    drop(co);
+    for _ in 0..10 {
+        let mut co = Coroutine::new(Stack::new(size).unwrap(), || {});
+        assert_eq!(co.stack_bounds(), bounds);
+        assert!(matches!(co.resume(), Resume::Finished));
+    }
+}
+
+#[test]
+fn stack_size_validation() {
+    for bad in [0, 1, 4096, MIN_STACK_SIZE - 1] {
+        let err = Stack::new(bad).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("Builder::stack_size"), "{err}");
+        assert!(validate_stack_size(bad).is_err());
+    }
+    assert!(Stack::new(usize::MAX).is_err());
+    assert_eq!(validate_stack_size(MIN_STACK_SIZE).unwrap(), MIN_STACK_SIZE);
+    let s = Stack::new(MIN_STACK_SIZE + 100).unwrap();
+    assert_eq!(s.size(), validate_stack_size(MIN_STACK_SIZE + 100).unwrap());
+    assert!(s.size() >= MIN_STACK_SIZE + 100);
+}
+
+#[test]
+fn deep_recursion_within_bounds() {
+    fn depth(n: u32) -> u32 {
+        let buf = std::hint::black_box([n as u8; 256]);
+        if n == 0 {
+            buf[0] as u32
+        } else {
+            depth(n - 1) + std::hint::black_box(1)
+        }
+    }
+    let out = Arc::new(AtomicUsize::new(0));
+    let o = out.clone();
+    // ~1000 frames of >256 bytes: well over 256 KiB? No: keep under 1 MiB.
+    let mut co = Coroutine::new(Stack::new(1 << 20).unwrap(), move || {
+        o.store(depth(1000) as usize, SeqCst);
+    });
+    assert!(matches!(co.resume(), Resume::Finished));
+    assert_eq!(out.load(SeqCst), 1000);
+}
+
+#[test]
+fn many_suspended_coroutines() {
+    let cos: Vec<Coroutine> = (0..2000)
+        .map(|i| {
+            let mut co = Coroutine::new(Stack::new(32 * 1024).unwrap(), move || {
+                let x = std::hint::black_box(i);
+                suspend(SuspendKind::Yield);
+                assert_eq!(x, i);
+            });
+            assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+            co
+        })
+        .collect();
+    for mut co in cos {
+        assert!(matches!(co.resume(), Resume::Finished));
+    }
+}
