@@ -1,0 +1,242 @@
+//! Cost of async preemption (urgent-preempt alone, no executor).
+//!
+//! A call-free CPU loop runs on a thread registered as a worker, between
+//! `coroutine_started(own stack)` and `coroutine_stopped`, with a hook that
+//! does what the executor's does minus the two context switches (report
+//! "stopped", then "started" again). For each quantum (10 ms, 1 ms, 100 µs)
+//! we compare wall time and thread CPU time with the same loop on a plain
+//! thread, and derive the cost of one preemption (signal delivery + handler +
+//! trampoline with XSAVE/XRSTOR + hook + sigreturn) as extra CPU time divided
+//! by the number of preemptions. We also report how late the hook runs after
+//! the quantum expired (sysmon wake-up + tgkill + delivery), p50/p99.
+//!
+//! `cargo bench --bench preempt_cost` (quick); `URGENT_BENCH_LONG=1` for
+//! longer runs and more repetitions.
+
+use std::cell::Cell;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use urgent_preempt::{Config, Preemptor};
+
+thread_local! {
+    static CTX: Cell<(usize, usize, usize)> = const { Cell::new((0, 0, 0)) };
+    static RUN_START: Cell<Option<Instant>> = const { Cell::new(None) };
+    static QUANTUM: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+static LATENESS_NS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+fn hook() {
+    let now = Instant::now();
+    if let Some(start) = RUN_START.with(|c| c.get()) {
+        let late = now.saturating_duration_since(start + QUANTUM.with(|q| q.get()));
+        if let Ok(mut v) = LATENESS_NS.try_lock() {
+            v.push(late.as_nanos() as u64);
+        }
+    }
+    let (slot, lo, hi) = CTX.with(|c| c.get());
+    if slot != 0 {
+        // SAFETY: set by `run_preempted`, which keeps the Arc alive meanwhile.
+        let slot = unsafe { &*(slot as *const urgent_preempt::Slot) };
+        slot.coroutine_stopped();
+        RUN_START.with(|c| c.set(Some(Instant::now())));
+        slot.coroutine_started(lo, hi);
+    }
+}
+
+/// Call-free integer/f64 loop.
+#[inline(never)]
+fn work(iters: u64) -> u64 {
+    let mut x: u64 = 12345;
+    let mut f: f64 = 1.0;
+    let mut i = 0u64;
+    while i < iters {
+        x = (x.wrapping_mul(6364136223846793005)).wrapping_add(i) ^ (x >> 29);
+        f = f * 0.999_999_9 + (x & 0xff) as f64 * 1e-9;
+        i += 1;
+    }
+    x ^ f.to_bits()
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer, valid clock id.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn own_stack_bounds() -> (usize, usize) {
+    // SAFETY: pthread_getattr_np on the current thread; attr destroyed after.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_getattr_np(libc::pthread_self(), &mut attr);
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (addr as usize + 64 * 1024, addr as usize + size)
+    }
+}
+
+/// (wall, thread cpu, result) of `work(iters)` on a plain thread.
+fn run_plain(iters: u64) -> (Duration, Duration, u64) {
+    std::thread::spawn(move || {
+        let (t0, c0) = (Instant::now(), thread_cpu());
+        let r = work(std::hint::black_box(iters));
+        (t0.elapsed(), thread_cpu() - c0, r)
+    })
+    .join()
+    .unwrap()
+}
+
+/// (wall, thread cpu, result, preemptions) under preemption at `quantum`.
+fn run_preempted(p: &Preemptor, iters: u64) -> (Duration, Duration, u64, u64) {
+    let slot = p.slot(0);
+    let quantum = p.quantum();
+    let before = slot.metrics().preemptions;
+    let s2 = slot.clone();
+    let (wall, cpu, r) = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || {
+            s2.register_current_thread();
+            let (lo, hi) = own_stack_bounds();
+            CTX.with(|c| c.set((std::sync::Arc::as_ptr(&s2) as usize, lo, hi)));
+            QUANTUM.with(|q| q.set(quantum));
+            let (t0, c0) = (Instant::now(), thread_cpu());
+            RUN_START.with(|c| c.set(Some(Instant::now())));
+            s2.coroutine_started(lo, hi);
+            let r = work(std::hint::black_box(iters));
+            s2.coroutine_stopped();
+            (t0.elapsed(), thread_cpu() - c0, r)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    (wall, cpu, r, slot.metrics().preemptions - before)
+}
+
+fn pct(v: &mut [u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` style probing
+    }
+    let long = std::env::var("URGENT_BENCH_LONG").is_ok_and(|v| v == "1");
+    let (target, reps) = if long {
+        (Duration::from_secs(2), 5)
+    } else {
+        (Duration::from_millis(500), 3)
+    };
+    urgent_preempt::set_preempt_hook(hook);
+    assert!(
+        urgent_preempt::async_preempt_supported(),
+        "needs x86_64 Linux and a .symtab"
+    );
+
+    // Calibrate the loop to `target` on a plain thread.
+    let mut iters = 1_000_000u64;
+    loop {
+        let (wall, _, _) = run_plain(iters);
+        if wall >= Duration::from_millis(50) {
+            iters = (iters as f64 * target.as_secs_f64() / wall.as_secs_f64()) as u64;
+            break;
+        }
+        iters *= 4;
+    }
+    let mut plain_wall = Duration::MAX;
+    let mut plain_cpu = Duration::MAX;
+    let mut expect = 0;
+    for _ in 0..reps {
+        let (w, c, r) = run_plain(iters);
+        plain_wall = plain_wall.min(w);
+        plain_cpu = plain_cpu.min(c);
+        expect = r;
+    }
+    println!(
+        "urgent-preempt cost ({} iterations, best of {reps}; {:?} xsave area)",
+        iters,
+        {
+            let _p = Preemptor::start(Config::default(), 1).unwrap();
+            urgent_preempt::xsave_info()
+        }
+    );
+    println!(
+        "{:>9} {:>11} {:>11} {:>8} {:>8} {:>12} {:>11} {:>11}",
+        "quantum",
+        "wall ms",
+        "cpu ms",
+        "wall %",
+        "cpu %",
+        "preemptions",
+        "ns/preempt",
+        "late p50/p99 us"
+    );
+    println!(
+        "{:>9} {:>11.2} {:>11.2} {:>8} {:>8} {:>12} {:>11} {:>11}",
+        "plain",
+        plain_wall.as_secs_f64() * 1e3,
+        plain_cpu.as_secs_f64() * 1e3,
+        "-",
+        "-",
+        0,
+        "-",
+        "-"
+    );
+    for quantum in [
+        Duration::from_millis(10),
+        Duration::from_millis(1),
+        Duration::from_micros(100),
+    ] {
+        let p = Preemptor::start(
+            Config {
+                quantum,
+                ..Config::default()
+            },
+            1,
+        )
+        .unwrap();
+        LATENESS_NS.lock().unwrap().clear();
+        let (mut best_wall, mut best_cpu, mut n_at_best) = (Duration::MAX, Duration::MAX, 0);
+        for _ in 0..reps {
+            let (w, c, r, n) = run_preempted(&p, iters);
+            assert_eq!(r, expect, "preempted result differs");
+            if c < best_cpu {
+                best_cpu = c;
+                n_at_best = n;
+            }
+            best_wall = best_wall.min(w);
+        }
+        let mut late = std::mem::take(&mut *LATENESS_NS.lock().unwrap());
+        let per = if n_at_best > 0 {
+            format!(
+                "{:.0}",
+                (best_cpu.as_nanos() as f64 - plain_cpu.as_nanos() as f64) / n_at_best as f64
+            )
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:>9} {:>11.2} {:>11.2} {:>+8.2} {:>+8.2} {:>12} {:>11} {:>6.1}/{:.1}",
+            format!("{quantum:?}"),
+            best_wall.as_secs_f64() * 1e3,
+            best_cpu.as_secs_f64() * 1e3,
+            (best_wall.as_secs_f64() / plain_wall.as_secs_f64() - 1.0) * 100.0,
+            (best_cpu.as_secs_f64() / plain_cpu.as_secs_f64() - 1.0) * 100.0,
+            n_at_best,
+            per,
+            pct(&mut late, 0.5) as f64 / 1e3,
+            pct(&mut late, 0.99) as f64 / 1e3,
+        );
+        let m = p.metrics();
+        assert!(m.preemptions > 0, "{m:?}");
+    }
+}
