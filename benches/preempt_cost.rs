@@ -137,9 +137,25 @@ fn main() {
         (Duration::from_millis(500), 3)
     };
     urgent_preempt::set_preempt_hook(hook);
+    let t = Instant::now();
     assert!(
         urgent_preempt::async_preempt_supported(),
         "needs x86_64 Linux and a .symtab"
+    );
+    let build = t.elapsed();
+    let pc = work as *const () as usize + 8;
+    let n = 1_000_000;
+    let t = Instant::now();
+    for i in 0..n {
+        std::hint::black_box(urgent_preempt::pc_preemptible(std::hint::black_box(
+            pc + (i & 7),
+        )));
+    }
+    println!(
+        "symbol table: {} functions, built in {:.1} ms, lookup {:.1} ns",
+        urgent_preempt::symbol_count(),
+        build.as_secs_f64() * 1e3,
+        t.elapsed().as_nanos() as f64 / n as f64
     );
 
     // Calibrate the loop to `target` on a plain thread.

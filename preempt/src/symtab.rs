@@ -281,12 +281,58 @@ fn load_bias() -> usize {
     bias
 }
 
+/// A read-only private mapping of a whole file (the executable can be large;
+/// only the pages holding `.symtab`/`.strtab` get touched).
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn open(path: &str) -> std::io::Result<Mapped> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(path)?;
+        let len = usize::try_from(f.metadata()?.len()).map_err(std::io::Error::other)?;
+        if len == 0 {
+            return Err(std::io::Error::other("empty file"));
+        }
+        // SAFETY: maps `len` bytes of an open regular file read-only; the
+        // mapping outlives the descriptor, which may be closed afterwards.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes and lives as long as self.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; no borrow of it outlives `self`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
 fn build(deny: &[String], allow: &[String]) -> Result<Table, String> {
     use object::{Object, ObjectSymbol, SymbolKind};
-    let data =
-        std::fs::read("/proc/self/exe").map_err(|e| format!("cannot read the executable: {e}"))?;
-    let file =
-        object::File::parse(&*data).map_err(|e| format!("cannot parse the executable: {e}"))?;
+    let map =
+        Mapped::open("/proc/self/exe").map_err(|e| format!("cannot read the executable: {e}"))?;
+    let file = object::File::parse(map.bytes())
+        .map_err(|e| format!("cannot parse the executable: {e}"))?;
     let bias = load_bias();
     let mut entries: Vec<Entry> = Vec::new();
     for sym in file.symbols() {

@@ -477,3 +477,34 @@ fn stripped_binary_disables_async_preemption() {
         "{stderr}"
     );
 }
+
+#[inline(never)]
+fn alloc_and_format_work(rounds: u64) -> u64 {
+    let mut h = 0u64;
+    for i in 0..rounds {
+        let v: Vec<u64> = (0..64).map(|k| k * i).collect();
+        let s = format!("{i}:{}", v.iter().sum::<u64>());
+        h = h.wrapping_mul(31).wrapping_add(s.len() as u64 + v[7]);
+    }
+    h
+}
+
+#[test]
+fn allocation_and_formatting_heavy_task_does_not_deadlock() {
+    let _s = serial();
+    let p = preemptor(100, true, 1);
+    let reference = alloc_and_format_work(20_000);
+    let (ok, m, _) = run_on_slot(&p, 0, move |slot| {
+        let end = Instant::now() + Duration::from_millis(400);
+        let mut ok = true;
+        while Instant::now() < end || slot.metrics().preemptions == 0 {
+            ok &= alloc_and_format_work(20_000) == reference;
+            // The hook may allocate too (the executor's does).
+            std::hint::black_box(Box::new(1u8));
+        }
+        ok
+    });
+    eprintln!("alloc/format: {m:?}");
+    assert!(ok);
+    assert!(m.preemptions >= 1, "{m:?}");
+}
