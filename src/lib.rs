@@ -22,7 +22,9 @@
 //! This crate is a facade: it re-exports `urgent-executor` (scheduler,
 //! tasks, timers, I/O), `urgent-preempt` and `urgent-macros`.
 
-pub use urgent_executor::{spawn, Builder, Handle, JoinError, JoinHandle, Runtime};
+pub use urgent_executor::{
+    spawn, spawn_cpu, spawn_preemptible, wait, Builder, Handle, JoinError, JoinHandle, Runtime,
+};
 pub use urgent_macros::{main, test};
 
 /// The runtime, its builder and handle.
@@ -32,10 +34,15 @@ pub mod runtime {
     };
 }
 
-/// Tasks: spawning, joining, yielding.
+/// Tasks: spawning, joining, yielding, cooperative preemption points.
 pub mod task {
-    pub use urgent_executor::spawn;
-    pub use urgent_executor::task::{yield_now, JoinError, JoinHandle};
+    pub use urgent_executor::task::{checkpoint, yield_now, JoinError, JoinHandle};
+    pub use urgent_executor::{spawn, spawn_cpu, spawn_preemptible, wait};
+}
+
+/// Control over signal-driven preemption of CPU tasks.
+pub mod preempt {
+    pub use urgent_executor::preempt::{disable, is_cpu_task, is_disabled, NoPreempt};
 }
 
 /// Sleeping, timeouts and intervals, with tokio's semantics.

@@ -30,15 +30,16 @@ pub struct RuntimeMetrics {
 
 impl RuntimeMetrics {
     pub(crate) fn collect(shared: &Shared) -> RuntimeMetrics {
+        let p = shared.preemptor.metrics();
         RuntimeMetrics {
             workers: shared.remotes.len(),
             tasks_spawned: sum(shared, |m| load(&m.spawned)) + shared.external_spawns(),
             polls: sum(shared, |m| load(&m.polls)),
             steals: sum(shared, |m| load(&m.steals)),
-            preempt_requests: 0,
-            preemptions: 0,
-            preempt_declined: 0,
-            long_polls: 0,
+            preempt_requests: p.preempt_requests,
+            preemptions: p.preemptions,
+            preempt_declined: p.preempt_declined,
+            long_polls: p.long_polls,
             live_tasks: shared.owned.len(),
         }
     }

@@ -38,7 +38,9 @@ pub const MIN_QUANTUM: Duration = Duration::from_micros(50);
 /// The default time slice of a CPU task before it is preempted.
 pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(10);
 /// The default coroutine stack size.
-pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+pub const DEFAULT_STACK_SIZE: usize = urgent_stackful::DEFAULT_STACK_SIZE;
+/// The smallest coroutine stack size accepted.
+pub const MIN_STACK_SIZE: usize = urgent_stackful::MIN_STACK_SIZE;
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
@@ -148,9 +150,11 @@ impl Builder {
             )));
         }
         let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
-        let stack_size = validate_stack_size(stack_size)?;
+        let stack_size = urgent_stackful::validate_stack_size(stack_size)?;
         let async_preempt = !matches!(
-            std::env::var("URGENT_ASYNC_PREEMPT").as_deref().map(str::trim),
+            std::env::var("URGENT_ASYNC_PREEMPT")
+                .as_deref()
+                .map(str::trim),
             Ok("0")
         );
         Ok(Config {
@@ -166,18 +170,4 @@ impl Builder {
             async_preempt,
         })
     }
-}
-
-/// Smallest coroutine stack accepted.
-pub const MIN_STACK_SIZE: usize = 16 * 1024;
-
-fn validate_stack_size(size: usize) -> io::Result<usize> {
-    if size < MIN_STACK_SIZE {
-        return Err(invalid(format!(
-            "urgent: stack_size of {size} bytes is too small for a CPU task; use \
-             Builder::stack_size with at least {MIN_STACK_SIZE} bytes (default {DEFAULT_STACK_SIZE})"
-        )));
-    }
-    let page = 4096;
-    Ok(size.div_ceil(page) * page)
 }

@@ -48,7 +48,9 @@ impl Driver {
         };
         let blocking = timeout != Some(Duration::ZERO);
         if blocking {
-            shared.timers.set_parked_until(timeout.map(|t| Instant::now() + t));
+            shared
+                .timers
+                .set_parked_until(timeout.map(|t| Instant::now() + t));
         }
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}

@@ -135,6 +135,26 @@ impl Runtime {
         self.handle.spawn(future)
     }
 
+    /// Runs a CPU-heavy closure as a CPU task. See
+    /// [`spawn_cpu`](crate::spawn_cpu).
+    pub fn spawn_cpu<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.handle.spawn_cpu(f)
+    }
+
+    /// Spawns a future polled on a coroutine. See
+    /// [`spawn_preemptible`](crate::spawn_preemptible).
+    pub fn spawn_preemptible<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn_preemptible(future)
+    }
+
     /// The runtime's handle.
     pub fn handle(&self) -> &Handle {
         &self.handle
@@ -177,7 +197,9 @@ impl Runtime {
         let all_stopped = loop {
             let r = match deadline {
                 Some(d) => exited.recv_timeout(d.saturating_duration_since(Instant::now())),
-                None => exited.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                None => exited
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
             };
             match r {
                 Ok(()) => continue,
@@ -250,6 +272,34 @@ impl Handle {
         F::Output: Send + 'static,
     {
         self.shared.spawn(future)
+    }
+
+    /// Runs a CPU-heavy closure as a CPU task. See
+    /// [`spawn_cpu`](crate::spawn_cpu).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = urgent_executor::Runtime::new().unwrap();
+    /// let h = rt.handle().spawn_cpu(|| (1..=10u64).product::<u64>());
+    /// assert_eq!(rt.block_on(h).unwrap(), 3_628_800);
+    /// ```
+    pub fn spawn_cpu<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.shared.spawn_cpu(f)
+    }
+
+    /// Spawns a future polled on a coroutine. See
+    /// [`spawn_preemptible`](crate::spawn_preemptible).
+    pub fn spawn_preemptible<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.shared.spawn_cpu(move || crate::wait(future))
     }
 
     /// Runs `future` to completion on the current thread. See

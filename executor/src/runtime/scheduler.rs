@@ -21,6 +21,15 @@
 //! | a worker of the runtime | yield   | back of its local queue             |
 //! | any other thread        | any     | the global injector                 |
 //!
+//! CPU tasks are the exception once they have first run: they are *bound* to
+//! that worker (thread-locals the compiler cached in registers must stay
+//! valid) and go to its non-stealable `pinned` queue, through its `inbox`
+//! when scheduled from another thread, which then unparks that worker
+//! directly. With `migrate_preempted(true)` they stay unbound and a
+//! preempted one goes to the global injector (Go's `gopreempt_m`). A worker
+//! takes its pinned queue after its local queue, and first every
+//! `PINNED_INTERVAL` ticks, so neither side starves.
+//!
 //! # Idle workers (Go's `nmspinning`, tokio's "searching")
 //!
 //! A worker with nothing to run becomes *searching* (steals from others and
@@ -34,6 +43,7 @@
 //! counts. At least one of the two sees the other.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -43,12 +53,15 @@ use crossbeam_utils::CachePadded;
 use super::driver::Driver;
 use super::park::Parker;
 use super::{Config, Handle};
+use crate::cpu::CpuFuture;
 use crate::task::{self, JoinHandle, OwnedTasks, TaskRef};
 use crate::time::timers::Timers;
 
 const LOCAL_QUEUE_CAP: usize = 256;
 const MAX_LIFO_POLLS: u8 = 3;
 const GLOBAL_QUEUE_INTERVAL: u32 = 61;
+/// Every this many ticks a worker looks at its bound CPU tasks first.
+const PINNED_INTERVAL: u32 = 8;
 
 /// Why a task is being scheduled.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -75,6 +88,9 @@ fn bump(c: &AtomicU64, n: u64) {
 pub(crate) struct Remote {
     stealer: Stealer<TaskRef>,
     parker: Parker,
+    /// Bound CPU tasks scheduled from other threads.
+    inbox: Mutex<VecDeque<TaskRef>>,
+    inbox_len: AtomicUsize,
     pub(crate) metrics: WorkerMetrics,
 }
 
@@ -104,6 +120,8 @@ pub(crate) struct Shared {
     /// Registered I/O sources; the maintenance tick skips `epoll_wait` while
     /// there are none.
     pub(crate) io_sources: AtomicUsize,
+    /// sysmon and the per-worker preemption slots.
+    pub(crate) preemptor: urgent_preempt::Preemptor,
 }
 
 /// The worker-thread half of a worker: only its own thread touches it.
@@ -112,6 +130,8 @@ struct Core {
     index: usize,
     local: LocalQueue<TaskRef>,
     lifo: Option<TaskRef>,
+    /// Bound CPU tasks ready to resume on this worker.
+    pinned: VecDeque<TaskRef>,
     lifo_polls: u8,
     tick: u32,
     searching: bool,
@@ -132,10 +152,21 @@ impl Shared {
             .map(|l| Remote {
                 stealer: l.stealer(),
                 parker: Parker::new(),
+                inbox: Mutex::new(VecDeque::new()),
+                inbox_len: AtomicUsize::new(0),
                 metrics: WorkerMetrics::default(),
             })
             .collect();
         let (driver, driver_waker) = Driver::new()?;
+        crate::preempt_glue::init_process();
+        let preemptor = urgent_preempt::Preemptor::start(
+            urgent_preempt::Config {
+                quantum: config.quantum,
+                async_preempt: config.async_preempt,
+                deny_prefixes: config.no_preempt_in.clone(),
+            },
+            n,
+        )?;
         let shared = Arc::new(Shared {
             owned: OwnedTasks::new(),
             injector: Injector::new(),
@@ -155,6 +186,7 @@ impl Shared {
             config,
             external_spawns: AtomicU64::new(0),
             io_sources: AtomicUsize::new(0),
+            preemptor,
         });
         Ok((shared, locals))
     }
@@ -189,7 +221,25 @@ impl Shared {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, join) = task::new_task(future, self.clone());
+        self.spawn_task(future, false)
+    }
+
+    /// Spawns a closure as a CPU task, on a coroutine.
+    pub(crate) fn spawn_cpu<F, R>(self: &Arc<Self>, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let fut = CpuFuture::new(f, self.config.stack_size);
+        self.spawn_task(fut, true)
+    }
+
+    fn spawn_task<F>(self: &Arc<Self>, future: F, cpu: bool) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, join) = task::new_task(future, self.clone(), cpu);
         match self.owned.insert(task.clone()) {
             Ok(()) => {
                 self.count_spawn();
@@ -223,6 +273,17 @@ impl Shared {
             // be dropped later.
             return;
         }
+        if task.header().cpu {
+            let bound = task.header().bound_worker.load(Acquire);
+            if bound != usize::MAX {
+                return self.schedule_bound(task, bound);
+            }
+            if kind == Schedule::Yield && self.config.migrate_preempted {
+                self.injector.push(task);
+                self.notify_parked();
+                return;
+            }
+        }
         let task = CORE.with(|c| {
             let Ok(mut core) = c.try_borrow_mut() else {
                 return Some(task);
@@ -238,6 +299,31 @@ impl Shared {
         if let Some(task) = task {
             self.injector.push(task);
             self.notify_parked();
+        }
+    }
+
+    fn schedule_bound(self: &Arc<Self>, task: TaskRef, worker: usize) {
+        let task = CORE.with(|c| {
+            let Ok(mut core) = c.try_borrow_mut() else {
+                return Some(task);
+            };
+            match core.as_mut() {
+                Some(core) if core.index == worker && Arc::ptr_eq(&core.shared, self) => {
+                    core.pinned.push_back(task);
+                    None
+                }
+                _ => Some(task),
+            }
+        });
+        if let Some(task) = task {
+            let remote = &self.remotes[worker];
+            remote
+                .inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(task);
+            remote.inbox_len.fetch_add(1, SeqCst);
+            remote.parker.unpark(self);
         }
     }
 
@@ -262,7 +348,11 @@ impl Shared {
     }
 
     fn has_work(&self) -> bool {
-        !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
+        !self.injector.is_empty()
+            || self
+                .remotes
+                .iter()
+                .any(|r| !r.stealer.is_empty() || r.inbox_len.load(SeqCst) > 0)
     }
 
     fn register_sleeper(&self, i: usize) {
@@ -319,6 +409,15 @@ impl Shared {
             task.shutdown();
         }
         while !self.injector.steal().is_empty() {}
+        for r in self.remotes.iter() {
+            let drained: Vec<TaskRef> = r
+                .inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+                .collect();
+            drop(drained);
+        }
     }
 
     /// Fires due timers and, if sockets are registered, polls them without
@@ -360,8 +459,19 @@ impl Core {
     }
 
     fn next_task(&mut self) -> Option<TaskRef> {
+        let remote = &self.shared.remotes[self.index];
+        if remote.inbox_len.load(Acquire) > 0 {
+            let mut inbox = remote.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            remote.inbox_len.store(0, Release);
+            self.pinned.extend(inbox.drain(..));
+        }
         if self.tick % GLOBAL_QUEUE_INTERVAL == 0 {
             if let Some(t) = self.steal_injector() {
+                return Some(t);
+            }
+        }
+        if self.tick % PINNED_INTERVAL == 0 {
+            if let Some(t) = self.pinned.pop_front() {
                 return Some(t);
             }
         }
@@ -373,7 +483,10 @@ impl Core {
             self.local.push(t);
         }
         self.lifo_polls = 0;
-        self.local.pop().or_else(|| self.steal_injector())
+        self.local
+            .pop()
+            .or_else(|| self.pinned.pop_front())
+            .or_else(|| self.steal_injector())
     }
 
     fn steal_injector(&mut self) -> Option<TaskRef> {
@@ -417,18 +530,21 @@ impl Core {
 fn with_core<R>(f: impl FnOnce(&mut Core) -> R) -> R {
     CORE.with(|c| {
         let mut c = c.borrow_mut();
-        f(c.as_mut().expect("urgent internal error: no worker core on a worker thread"))
+        f(c.as_mut()
+            .expect("urgent internal error: no worker core on a worker thread"))
     })
 }
 
 /// The body of worker thread `index`.
 pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<TaskRef>) {
+    urgent_stackful::init_thread();
     CORE.with(|c| {
         *c.borrow_mut() = Some(Core {
             shared: shared.clone(),
             index,
             local,
             lifo: None,
+            pinned: VecDeque::new(),
             lifo_polls: 0,
             tick: 0,
             searching: false,
@@ -439,6 +555,8 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ta
         shared: shared.clone(),
     });
     let metrics = &shared.remotes[index].metrics;
+    let slot = shared.preemptor.slot(index);
+    crate::preempt_glue::register_worker(slot.clone());
 
     while !shared.is_shutdown() {
         let maintenance = with_core(|core| {
@@ -471,9 +589,27 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ta
                     shared.notify_parked();
                 }
                 bump(&metrics.polls, 1);
+                slot.future_started();
+                let header = task.header();
+                let cpu = header.cpu;
+                if cpu
+                    && !shared.config.migrate_preempted
+                    && header.bound_worker.load(Relaxed) == usize::MAX
+                {
+                    header.bound_worker.store(index, Release);
+                }
                 task.run();
+                if cpu {
+                    // The coroutine may have run for a whole quantum: fire
+                    // due timers and poll sockets before picking the next
+                    // task, so what they wake runs next.
+                    shared.maintenance();
+                }
             }
-            None => park(&shared, index),
+            None => {
+                slot.idle();
+                park(&shared, index)
+            }
         }
     }
 
@@ -485,6 +621,7 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ta
             shared.end_searching();
         }
         core.lifo = None;
+        core.pinned.clear();
         while core.local.pop().is_some() {}
     }
 }

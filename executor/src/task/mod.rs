@@ -33,6 +33,7 @@ mod join;
 mod owned;
 mod yield_now;
 
+pub use crate::cpu::checkpoint;
 pub use error::JoinError;
 pub use join::JoinHandle;
 pub(crate) use owned::OwnedTasks;
@@ -47,7 +48,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures::task::AtomicWaker;
 
-use crate::runtime::scheduler::{Shared, Schedule};
+use crate::runtime::scheduler::{Schedule, Shared};
 
 const SCHEDULED: usize = 1;
 const RUNNING: usize = 2;
@@ -78,7 +79,10 @@ pub(crate) struct Header {
     /// first scheduled.
     pub(crate) owned_key: AtomicUsize,
     /// The worker a CPU task is bound to once it has run (`usize::MAX`: none).
+    /// Written by that worker before the first poll, read by wakers.
     pub(crate) bound_worker: AtomicUsize,
+    /// Whether this is a CPU task (its future resumes a coroutine).
+    pub(crate) cpu: bool,
 }
 
 impl Header {
@@ -101,7 +105,11 @@ pub(crate) struct Cell<F: Future> {
 
 /// Allocates a task. The caller registers it in the owned list and schedules
 /// it (see `Shared::spawn`).
-pub(crate) fn new_task<F>(future: F, shared: Arc<Shared>) -> (TaskRef, JoinHandle<F::Output>)
+pub(crate) fn new_task<F>(
+    future: F,
+    shared: Arc<Shared>,
+    cpu: bool,
+) -> (TaskRef, JoinHandle<F::Output>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -112,6 +120,7 @@ where
             shared,
             owned_key: AtomicUsize::new(usize::MAX),
             bound_worker: AtomicUsize::new(usize::MAX),
+            cpu,
         },
         stage: Mutex::new(Stage::Running(Box::pin(future))),
         join_waker: AtomicWaker::new(),
@@ -175,16 +184,13 @@ where
     /// Sets `SCHEDULED` and pushes the task unless it is already queued,
     /// running (the runner will push it) or complete.
     fn schedule_if_idle(self: &Arc<Self>, extra: usize) {
-        let prev = self
-            .header
-            .state
-            .fetch_update(AcqRel, Acquire, |s| {
-                if s & COMPLETE != 0 || (s & SCHEDULED != 0 && s & extra == extra) {
-                    None
-                } else {
-                    Some(s | SCHEDULED | extra)
-                }
-            });
+        let prev = self.header.state.fetch_update(AcqRel, Acquire, |s| {
+            if s & COMPLETE != 0 || (s & SCHEDULED != 0 && s & extra == extra) {
+                None
+            } else {
+                Some(s | SCHEDULED | extra)
+            }
+        });
         if let Ok(prev) = prev {
             if prev & (SCHEDULED | RUNNING) == 0 {
                 let task: TaskRef = self.clone();

@@ -104,9 +104,7 @@ impl Interval {
             self.missed_tick_behavior
                 .next_timeout(timeout, now, self.period)
         } else {
-            timeout
-                .checked_add(self.period)
-                .unwrap_or_else(far_future)
+            timeout.checked_add(self.period).unwrap_or_else(far_future)
         };
         self.delay.reset_inner(next);
         Poll::Ready(timeout)

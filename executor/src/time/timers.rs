@@ -164,7 +164,11 @@ impl Timers {
                     break;
                 }
                 let key = h.heap.pop().expect("peeked");
-                match key.entry.state.compare_exchange(PENDING, FIRED, AcqRel, Acquire) {
+                match key
+                    .entry
+                    .state
+                    .compare_exchange(PENDING, FIRED, AcqRel, Acquire)
+                {
                     Ok(_) => {
                         if let Some(w) = key.entry.waker.take() {
                             wakers.push(w);
@@ -183,9 +187,5 @@ impl Timers {
         for w in wakers {
             w.wake();
         }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.lock().heap.len()
     }
 }

@@ -1,0 +1,248 @@
+//! CPU tasks: closures and futures that run on stackful coroutines.
+//!
+//! A CPU task is an ordinary task (same cell, state word, `JoinHandle`)
+//! whose future is a [`CpuFuture`]: polling it resumes the coroutine, and
+//! the coroutine returning control ends the poll.
+//!
+//! | the coroutine...                         | the poll returns                    |
+//! |------------------------------------------|-------------------------------------|
+//! | returned `R`                             | `Ready(R)`                          |
+//! | panicked                                 | re-raises the panic (→ `JoinError::is_panic`) |
+//! | suspended in `wait` on a pending future  | `Pending`; that future holds the task's waker |
+//! | suspended in `checkpoint` / was preempted| `Pending` after waking itself: the task goes to the back of its queue |
+//!
+//! The coroutine and its stack are created at the first poll, on the worker
+//! that runs it, from that worker's stack pool. From then on the task is
+//! bound to that worker (see `runtime::scheduler`) unless the runtime was
+//! built with `migrate_preempted(true)`.
+//!
+//! While a coroutine runs, the thread-local `CPU_CX` holds the task's waker
+//! and the time the current run started; only code on that coroutine reads
+//! it (through `#[inline(never)]` accessors, so that no caller keeps a
+//! thread-local address across a suspension).
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::panic::resume_unwind;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use urgent_stackful::{suspend, Coroutine, Resume, Stack, SuspendKind};
+
+struct CpuCx {
+    waker: Waker,
+}
+
+thread_local! {
+    static CPU_CX: RefCell<Option<CpuCx>> = const { RefCell::new(None) };
+}
+
+enum State<F> {
+    NotStarted(F),
+    Running(Coroutine),
+    Done,
+}
+
+/// The future of a CPU task.
+pub(crate) struct CpuFuture<F, R> {
+    state: State<F>,
+    output: Arc<Mutex<Option<R>>>,
+    stack_size: usize,
+}
+
+impl<F, R> CpuFuture<F, R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    pub(crate) fn new(f: F, stack_size: usize) -> Self {
+        CpuFuture {
+            state: State::NotStarted(f),
+            output: Arc::new(Mutex::new(None)),
+            stack_size,
+        }
+    }
+}
+
+// No pinning is needed: the closure and the coroutine handle move freely
+// (the coroutine's frames live on its own stack, not in this struct).
+impl<F, R> Unpin for CpuFuture<F, R> {}
+
+impl<F, R> Future for CpuFuture<F, R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    type Output = R;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+        let this = &mut *self;
+        if let State::NotStarted(_) = this.state {
+            let State::NotStarted(f) = std::mem::replace(&mut this.state, State::Done) else {
+                unreachable!()
+            };
+            let stack = Stack::new(this.stack_size).unwrap_or_else(|e| {
+                panic!("urgent: could not allocate a stack for a CPU task: {e}")
+            });
+            let out = this.output.clone();
+            this.state = State::Running(Coroutine::new(stack, move || {
+                let r = run_user(f);
+                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            }));
+        }
+        let State::Running(co) = &mut this.state else {
+            panic!("urgent: CPU task polled after completion");
+        };
+
+        let prev = CPU_CX.with(|c| {
+            c.borrow_mut().replace(CpuCx {
+                waker: cx.waker().clone(),
+            })
+        });
+        let resumed = crate::preempt_glue::run_coroutine(co);
+        CPU_CX.with(|c| *c.borrow_mut() = prev);
+
+        match resumed {
+            Resume::Finished => {
+                this.state = State::Done;
+                let r = this
+                    .output
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .expect("urgent internal error: CPU task finished without an output");
+                Poll::Ready(r)
+            }
+            Resume::Panicked(payload) => {
+                this.state = State::Done;
+                resume_unwind(payload)
+            }
+            Resume::Suspended(SuspendKind::Yield) => Poll::Pending,
+            Resume::Suspended(SuspendKind::Preempted) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+#[inline(never)]
+fn current_waker() -> Option<Waker> {
+    CPU_CX.with(|c| c.borrow().as_ref().map(|cx| cx.waker.clone()))
+}
+
+/// The frame user code runs in. Async preemption is denied in this crate's
+/// functions, but a user closure or future poll inlined here is user code:
+/// the symbol table allow-lists exactly this function (see `preempt_glue`).
+/// Never inlined, so that it keeps its name.
+#[inline(never)]
+fn run_user<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Inside a CPU task, suspends the task until `future` completes and returns
+/// its output; the worker runs other tasks meanwhile. This is how CPU tasks
+/// await timers, channels, sockets, or tokio futures.
+///
+/// # Panics
+///
+/// Outside a CPU task (`spawn_cpu` / `spawn_preemptible`): in async code use
+/// `.await`, and in synchronous code outside the runtime use `block_on`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let rt = urgent_executor::Runtime::new().unwrap();
+/// let n = rt.block_on(async {
+///     urgent_executor::spawn_cpu(|| {
+///         urgent_executor::wait(urgent_executor::time::sleep(Duration::from_millis(1)));
+///         21 * 2
+///     })
+///     .await
+///     .unwrap()
+/// });
+/// assert_eq!(n, 42);
+/// ```
+#[track_caller]
+pub fn wait<F: Future>(future: F) -> F::Output {
+    if current_waker().is_none() {
+        panic!(
+            "urgent: wait() called outside a CPU task; in async code use `.await`, and in \
+             synchronous code outside the runtime use Runtime::block_on"
+        );
+    }
+    let mut future = pin!(future);
+    loop {
+        let waker = current_waker().expect("urgent internal error: CPU task lost its context");
+        let mut cx = Context::from_waker(&waker);
+        if let Poll::Ready(v) = run_user(|| future.as_mut().poll(&mut cx)) {
+            return v;
+        }
+        drop(waker);
+        suspend(SuspendKind::Yield);
+    }
+}
+
+/// A cooperative preemption point: inside a CPU task whose time slice has
+/// run out, lets other tasks on the worker run before continuing. Elsewhere
+/// (and when the slice has time left) it returns at once; it costs a clock
+/// read.
+///
+/// Signal-driven preemption makes this unnecessary for most code, but it
+/// keeps a loop responsive where that is off (`URGENT_ASYNC_PREEMPT=0`,
+/// stripped binaries, targets other than x86_64 Linux) or while a
+/// `NoPreempt` guard is held.
+///
+/// # Examples
+///
+/// ```
+/// let rt = urgent_executor::Runtime::new().unwrap();
+/// let sum = rt.block_on(async {
+///     urgent_executor::spawn_cpu(|| {
+///         let mut s = 0u64;
+///         for i in 0..1_000_000u64 {
+///             s = s.wrapping_add(i);
+///             urgent_executor::task::checkpoint();
+///         }
+///         s
+///     })
+///     .await
+///     .unwrap()
+/// });
+/// assert_eq!(sum, 499_999_500_000);
+/// ```
+pub fn checkpoint() {
+    if !is_cpu_task() {
+        return;
+    }
+    if crate::preempt_glue::should_yield() {
+        yield_cpu();
+    }
+}
+
+/// Suspends the current CPU task to the back of its worker's queue.
+fn yield_cpu() {
+    if let Some(w) = current_waker() {
+        w.wake();
+        suspend(SuspendKind::Yield);
+    }
+}
+
+/// True inside a CPU task (`spawn_cpu`, `spawn_preemptible`), false in
+/// futures and outside the runtime.
+///
+/// # Examples
+///
+/// ```
+/// let rt = urgent_executor::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     assert!(!urgent_executor::is_cpu_task());
+///     let inside = urgent_executor::spawn_cpu(urgent_executor::is_cpu_task).await.unwrap();
+///     assert!(inside);
+/// });
+/// ```
+pub fn is_cpu_task() -> bool {
+    urgent_stackful::in_coroutine()
+}

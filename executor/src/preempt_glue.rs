@@ -1,0 +1,68 @@
+//! Where the executor meets `urgent-preempt`: the worker's preemption slot,
+//! the bracket around every coroutine resume, and the hook the trampoline
+//! calls to suspend a preempted coroutine.
+//!
+//! Each worker thread registers its [`Slot`] once (`register_worker`); the
+//! slot is also kept in a thread-local here so `run_coroutine` can tell
+//! sysmon when a coroutine starts and stops. Threads without a slot (none
+//! run coroutines today) simply resume without telling anyone.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Once};
+
+use urgent_preempt::Slot;
+use urgent_stackful::{Coroutine, Resume, SuspendKind};
+
+thread_local! {
+    static SLOT: RefCell<Option<Arc<Slot>>> = const { RefCell::new(None) };
+}
+
+/// Name of the shim user closures are inlined into; it must stay
+/// preemptible although it lives in this crate.
+const USER_SHIM: &str = "urgent_executor::cpu::run_user";
+
+/// Installs the process-wide pieces once: the trampoline's hook and the
+/// allow-listed shim.
+pub(crate) fn init_process() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        urgent_preempt::allow_prefix(USER_SHIM);
+        urgent_preempt::set_preempt_hook(preempt_hook);
+    });
+}
+
+/// Called by the trampoline on the preempted coroutine's own stack.
+fn preempt_hook() {
+    urgent_stackful::suspend(SuspendKind::Preempted);
+}
+
+/// Called once on each worker thread.
+pub(crate) fn register_worker(slot: Arc<Slot>) {
+    slot.register_current_thread();
+    SLOT.with(|s| *s.borrow_mut() = Some(slot));
+}
+
+/// Resumes `co` on this worker, telling sysmon when it starts and stops.
+#[inline]
+pub(crate) fn run_coroutine(co: &mut Coroutine) -> Resume {
+    SLOT.with(|s| {
+        let s = s.borrow();
+        match s.as_ref() {
+            Some(slot) => {
+                let (lo, hi) = co.stack_bounds();
+                slot.coroutine_started(lo, hi);
+                let r = co.resume();
+                slot.coroutine_stopped();
+                r
+            }
+            None => co.resume(),
+        }
+    })
+}
+
+/// True if sysmon asked this worker's running coroutine to yield, or its
+/// quantum is over.
+#[inline]
+pub(crate) fn should_yield() -> bool {
+    urgent_preempt::should_yield()
+}
