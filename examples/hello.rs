@@ -141,16 +141,23 @@ async fn main() {
     }
     println!();
 
-    // 4. Timeouts: the same future type either makes it or not.
+    // 4. Timeouts: `timeout(d, fut)` gives `Ok(output)` if `fut` finishes within `d`,
+    //    `Err(Elapsed)` otherwise, and then drops `fut`.
     println!("4. timeouts ...");
     let fast = timeout(Duration::from_millis(100), sleep(Duration::from_millis(5))).await;
-    println!("   a 5 ms sleep under a 100 ms timeout: {fast:?}");
+    match fast {
+        Ok(()) => println!("   a 5 ms sleep under a 100 ms timeout: Ok(()), it finished in time"),
+        Err(e) => println!("   unexpected: a 5 ms sleep under a 100 ms timeout: Err({e})"),
+    }
     let t = Instant::now();
     let slow = timeout(Duration::from_millis(50), sleep(Duration::from_secs(10))).await;
-    println!(
-        "   a 10 s sleep under a 50 ms timeout:  {slow:?} after {:.1} ms",
-        t.elapsed().as_secs_f64() * 1e3
-    );
+    match slow {
+        Ok(()) => println!("   unexpected: a 10 s sleep finished under a 50 ms timeout"),
+        Err(e) => println!(
+            "   a 10 s sleep under a 50 ms timeout: Err(Elapsed) \"{e}\" after {:.1} ms; the sleep was dropped",
+            t.elapsed().as_secs_f64() * 1e3
+        ),
+    }
     println!();
 
     // 5. What the scheduler did.
