@@ -1,0 +1,395 @@
+//! Multi-worker behaviour, ported in spirit from tokio's `tests/rt_threaded.rs`:
+//! many small tasks, fairness between a self-respawning chain and work from
+//! outside, spawning from many threads at once, and work really spreading
+//! over several worker threads.
+//!
+//! Each test body runs under [`guard`], so a deadlock fails with a message
+//! instead of hanging. No test asserts speed.
+
+use futures::channel::oneshot;
+use futures::StreamExt;
+use std::collections::HashSet;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+use urgent::Runtime;
+
+/// How long a test body may run before it counts as hung.
+const HANG: Duration = Duration::from_secs(30);
+
+/// Runs `f` on its own thread and fails with a clear message if it does not
+/// finish within [`HANG`]; a panic in `f` is re-raised on the test thread.
+fn guard<F: FnOnce() + Send + 'static>(f: F) {
+    let (tx, rx) = mpsc::channel();
+    let body = thread::Builder::new()
+        .name("test-body".into())
+        .spawn(move || {
+            let res = catch_unwind(AssertUnwindSafe(f));
+            let _ = tx.send(res);
+        })
+        .expect("spawn the test body thread");
+    match rx.recv_timeout(HANG) {
+        Ok(Ok(())) => body.join().expect("test body thread"),
+        Ok(Err(payload)) => resume_unwind(payload),
+        Err(_) => panic!("the test did not finish within {HANG:?}: the runtime hung"),
+    }
+}
+
+fn rt(workers: usize) -> Runtime {
+    urgent::Builder::new()
+        .worker_threads(workers)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn many_oneshot_futures() {
+    guard(|| {
+        const NUM: usize = 1_000;
+        for _ in 0..10 {
+            let rt = rt(2);
+            let (txs, rxs): (Vec<_>, Vec<_>) = (0..NUM).map(|_| oneshot::channel()).unzip();
+            for (i, tx) in txs.into_iter().enumerate() {
+                rt.spawn(async move {
+                    tx.send(i).unwrap();
+                });
+            }
+            let got = rt.block_on(async {
+                let mut got = Vec::with_capacity(NUM);
+                for rx in rxs {
+                    got.push(rx.await.unwrap());
+                }
+                got
+            });
+            assert_eq!(got, (0..NUM).collect::<Vec<_>>());
+            drop(rt);
+        }
+    });
+}
+
+#[test]
+fn many_multishot_futures() {
+    guard(|| {
+        // TRACKS independent pipelines of CHAIN tasks, each task forwarding
+        // CYCLES messages to the next one.
+        const CHAIN: usize = 100;
+        const CYCLES: usize = 5;
+        const TRACKS: usize = 20;
+        let rt = rt(2);
+        rt.block_on(async {
+            let mut starts = Vec::new();
+            let mut ends = Vec::new();
+            for _ in 0..TRACKS {
+                let (start_tx, mut chain_rx) = futures::channel::mpsc::unbounded::<usize>();
+                for _ in 0..CHAIN {
+                    let (next_tx, next_rx) = futures::channel::mpsc::unbounded();
+                    urgent::spawn(async move {
+                        while let Some(v) = chain_rx.next().await {
+                            next_tx.unbounded_send(v).unwrap();
+                        }
+                    });
+                    chain_rx = next_rx;
+                }
+                starts.push(start_tx);
+                ends.push(chain_rx);
+            }
+            for cycle in 0..CYCLES {
+                for tx in &starts {
+                    tx.unbounded_send(cycle).unwrap();
+                }
+                for rx in &mut ends {
+                    assert_eq!(rx.next().await, Some(cycle));
+                }
+            }
+            drop(starts);
+            for rx in &mut ends {
+                assert_eq!(rx.next().await, None);
+            }
+        });
+    });
+}
+
+#[test]
+fn self_respawning_chain_does_not_starve_outside_task() {
+    fn respawn(stop: Arc<AtomicBool>, count: Arc<AtomicUsize>) {
+        urgent::spawn(async move {
+            count.fetch_add(1, Ordering::Relaxed);
+            if !stop.load(Ordering::Relaxed) {
+                respawn(stop, count);
+            }
+        });
+    }
+
+    guard(|| {
+        let rt = rt(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicUsize::new(0));
+        {
+            let (stop, count) = (stop.clone(), count.clone());
+            rt.spawn(async move { respawn(stop, count) });
+        }
+        // Make sure the chain is running before the outside task arrives.
+        let start = Instant::now();
+        while count.load(Ordering::Relaxed) < 100 {
+            assert!(start.elapsed() < HANG, "the chain never started");
+            thread::sleep(Duration::from_millis(1));
+        }
+
+        let (tx, rx) = mpsc::channel();
+        rt.handle().spawn(async move {
+            tx.send(()).unwrap();
+        });
+        let res = rx.recv_timeout(Duration::from_secs(10));
+        stop.store(true, Ordering::Relaxed);
+        res.expect("a task spawned from outside starved behind a self-respawning chain");
+
+        // Same from a thread that is not the one owning the runtime.
+        stop.store(false, Ordering::Relaxed);
+        {
+            let (stop, count) = (stop.clone(), count.clone());
+            rt.spawn(async move { respawn(stop, count) });
+        }
+        let h = rt.handle().clone();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            h.spawn(async move {
+                tx.send(()).unwrap();
+            });
+        });
+        let res = rx.recv_timeout(Duration::from_secs(10));
+        stop.store(true, Ordering::Relaxed);
+        res.expect("a task spawned from another thread starved behind a self-respawning chain");
+    });
+}
+
+#[test]
+fn self_waking_task_does_not_starve_timer() {
+    guard(|| {
+        let rt = rt(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        rt.spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                urgent::task::yield_now().await;
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        rt.spawn(async move {
+            urgent::time::sleep(Duration::from_millis(10)).await;
+            tx.send(()).unwrap();
+        });
+        let res = rx.recv_timeout(Duration::from_secs(10));
+        stop.store(true, Ordering::Relaxed);
+        res.expect("a sleeping task never woke while another task kept yielding");
+    });
+}
+
+#[test]
+fn spawn_from_many_threads() {
+    guard(|| {
+        const THREADS: usize = 8;
+        const PER_THREAD: usize = 1_000;
+        let rt = rt(2);
+        let count = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let start = Arc::new(Barrier::new(THREADS));
+        let spawners: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let h = rt.handle().clone();
+                let count = count.clone();
+                let tx = tx.clone();
+                let start = start.clone();
+                thread::spawn(move || {
+                    start.wait();
+                    for _ in 0..PER_THREAD {
+                        let count = count.clone();
+                        let tx = tx.clone();
+                        h.spawn(async move {
+                            if count.fetch_add(1, Ordering::AcqRel) + 1 == THREADS * PER_THREAD {
+                                tx.send(()).unwrap();
+                            }
+                        });
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        for s in spawners {
+            s.join().unwrap();
+        }
+        rx.recv_timeout(HANG).expect("not every spawned task ran");
+        assert_eq!(count.load(Ordering::Acquire), THREADS * PER_THREAD);
+    });
+}
+
+#[test]
+fn spawn_from_many_threads_and_join() {
+    guard(|| {
+        let rt = rt(2);
+        let spawners: Vec<_> = (0..4u64)
+            .map(|t| {
+                let h = rt.handle().clone();
+                thread::spawn(move || {
+                    let handles: Vec<_> = (0..250u64)
+                        .map(|i| h.spawn(async move { t * 1000 + i }))
+                        .collect();
+                    // Join from this (non-runtime) thread through block_on.
+                    h.block_on(async move {
+                        let mut sum = 0;
+                        for jh in handles {
+                            sum += jh.await.unwrap();
+                        }
+                        sum
+                    })
+                })
+            })
+            .collect();
+        let total: u64 = spawners.into_iter().map(|s| s.join().unwrap()).sum();
+        let expected: u64 = (0..4u64)
+            .flat_map(|t| (0..250u64).map(move |i| t * 1000 + i))
+            .sum();
+        assert_eq!(total, expected);
+    });
+}
+
+/// Two tasks that each block their worker thread until the other one has
+/// started: they can only both finish if they run on two different workers
+/// at the same time. Each wait is bounded, so a scheduler that runs them one
+/// after the other fails the assertion instead of hanging.
+#[test]
+fn tasks_run_on_several_worker_threads() {
+    guard(|| {
+        let rt = rt(2);
+        let main_thread = thread::current().id();
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let arrived = arrived.clone();
+                rt.spawn(async move {
+                    arrived.fetch_add(1, Ordering::AcqRel);
+                    let start = Instant::now();
+                    while arrived.load(Ordering::Acquire) < 2 {
+                        if start.elapsed() > Duration::from_secs(10) {
+                            break;
+                        }
+                        thread::yield_now();
+                    }
+                    (thread::current().id(), arrived.load(Ordering::Acquire))
+                })
+            })
+            .collect();
+        let results = rt.block_on(async {
+            let mut out = vec![];
+            for h in handles {
+                out.push(h.await.unwrap());
+            }
+            out
+        });
+        for (_, seen) in &results {
+            assert_eq!(
+                *seen, 2,
+                "a task never saw the other one running concurrently"
+            );
+        }
+        let ids: HashSet<_> = results.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids.len(), 2, "both tasks ran on one thread");
+        assert!(
+            !ids.contains(&main_thread),
+            "a task ran on the block_on thread"
+        );
+    });
+}
+
+/// Many short tasks that each hold their worker briefly end up on both
+/// workers, also when they are all spawned from inside one task (so the
+/// second worker has to steal or be woken for them).
+#[test]
+fn work_spreads_over_workers() {
+    guard(|| {
+        let rt = rt(2);
+        let ids = Arc::new(Mutex::new(HashSet::new()));
+        let i2 = ids.clone();
+        rt.block_on(rt.spawn(async move {
+            let handles: Vec<_> = (0..200)
+                .map(|_| {
+                    let ids = i2.clone();
+                    urgent::spawn(async move {
+                        let start = Instant::now();
+                        while start.elapsed() < Duration::from_micros(500) {
+                            std::hint::spin_loop();
+                        }
+                        ids.lock().unwrap().insert(thread::current().id());
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+        }))
+        .unwrap();
+        let n = ids.lock().unwrap().len();
+        assert_eq!(n, 2, "200 tasks of 0.5 ms ran on {n} worker thread(s)");
+    });
+}
+
+/// A task that blocks its worker thread must not stop the other worker from
+/// running the task it waits for, even when that task was spawned onto the
+/// blocked worker's own queue.
+#[test]
+fn blocked_worker_does_not_block_the_other() {
+    guard(|| {
+        let rt = rt(2);
+        let got = rt
+            .block_on(rt.spawn(async {
+                let (tx, rx) = mpsc::channel();
+                urgent::spawn(async move {
+                    tx.send(42).unwrap();
+                });
+                // Blocks this worker (bounded); the sender sits in its queue.
+                rx.recv_timeout(Duration::from_secs(10)).ok()
+            }))
+            .unwrap();
+        assert_eq!(got, Some(42), "the idle worker never took the queued task");
+    });
+}
+
+#[test]
+fn thread_name_is_used_for_workers() {
+    guard(|| {
+        let rt = urgent::Builder::new()
+            .worker_threads(2)
+            .thread_name("urgent-test-worker")
+            .build()
+            .unwrap();
+        let name = rt
+            .block_on(rt.spawn(async { thread::current().name().map(str::to_owned) }))
+            .unwrap();
+        let name = name.expect("worker threads are named");
+        assert!(name.starts_with("urgent-test-worker"), "{name}");
+    });
+}
+
+#[test]
+fn drop_runtime_drops_every_task() {
+    guard(|| {
+        let rt = rt(2);
+        let alive = Arc::new(());
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..100 {
+            let alive = alive.clone();
+            let tx = tx.clone();
+            rt.spawn(async move {
+                let _alive = alive;
+                let _ = tx.send(thread::current().id());
+                std::future::pending::<()>().await
+            });
+        }
+        drop(tx);
+        // Wait until at least one task ran, so workers are busy with state.
+        rx.recv_timeout(HANG).unwrap();
+        drop(rt);
+        assert_eq!(Arc::strong_count(&alive), 1);
+    });
+}
