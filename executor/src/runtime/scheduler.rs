@@ -465,12 +465,12 @@ impl Core {
             remote.inbox_len.store(0, Release);
             self.pinned.extend(inbox.drain(..));
         }
-        if self.tick % GLOBAL_QUEUE_INTERVAL == 0 {
+        if self.tick.is_multiple_of(GLOBAL_QUEUE_INTERVAL) {
             if let Some(t) = self.steal_injector() {
                 return Some(t);
             }
         }
-        if self.tick % PINNED_INTERVAL == 0 {
+        if self.tick.is_multiple_of(PINNED_INTERVAL) {
             if let Some(t) = self.pinned.pop_front() {
                 return Some(t);
             }
@@ -561,7 +561,7 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ta
     while !shared.is_shutdown() {
         let maintenance = with_core(|core| {
             core.tick = core.tick.wrapping_add(1);
-            core.tick % GLOBAL_QUEUE_INTERVAL == 0
+            core.tick.is_multiple_of(GLOBAL_QUEUE_INTERVAL)
         });
         if maintenance {
             shared.maintenance();
