@@ -140,8 +140,17 @@
 //! preemption is off (one warning on stderr).
 
 #![warn(missing_docs)]
+// Without async preemption some handler-side fields and helpers are unused.
+#![cfg_attr(
+    not(all(target_arch = "x86_64", target_os = "linux")),
+    allow(dead_code)
+)]
 
 mod arch;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod signal;
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[path = "signal_stub.rs"]
 mod signal;
 mod symtab;
 mod sysmon;

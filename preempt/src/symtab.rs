@@ -260,6 +260,7 @@ pub fn name_allowed_with_registered(name: &str, deny: &[String]) -> bool {
     name_allowed(name, &d, &extra.1)
 }
 
+#[cfg(target_os = "linux")]
 fn load_bias() -> usize {
     unsafe extern "C" fn first(
         info: *mut libc::dl_phdr_info,
@@ -281,6 +282,7 @@ fn load_bias() -> usize {
     bias
 }
 
+#[cfg(target_os = "linux")]
 /// A read-only private mapping of a whole file (the executable can be large;
 /// only the pages holding `.symtab`/`.strtab` get touched).
 struct Mapped {
@@ -288,6 +290,7 @@ struct Mapped {
     len: usize,
 }
 
+#[cfg(target_os = "linux")]
 impl Mapped {
     fn open(path: &str) -> std::io::Result<Mapped> {
         use std::os::fd::AsRawFd;
@@ -320,6 +323,7 @@ impl Mapped {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for Mapped {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping; no borrow of it outlives `self`.
@@ -327,6 +331,7 @@ impl Drop for Mapped {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn build(deny: &[String], allow: &[String]) -> Result<Table, String> {
     use object::{Object, ObjectSymbol, SymbolKind};
     let map =
@@ -371,6 +376,11 @@ fn build(deny: &[String], allow: &[String]) -> Result<Table, String> {
         }
     }
     Ok(Table { entries: merged })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn build(_deny: &[String], _allow: &[String]) -> Result<Table, String> {
+    Err("no symbol table support on this target".into())
 }
 
 #[cfg(test)]
