@@ -417,6 +417,28 @@ impl Slot {
         w.state.store(IDLE, Ordering::Release);
     }
 
+    /// Asks for the preemption of the coroutine this slot runs now, without
+    /// waiting for its quantum (e.g. at shutdown, or to make room for urgent
+    /// work): sets the request for the current run (seen by
+    /// [`should_yield`]) and, with async preemption on, signals the worker.
+    /// Returns false if no coroutine is running. Counts as a
+    /// `preempt_request`. Callable from any thread; sysmon retries as usual if
+    /// the handler declines.
+    pub fn request_preempt(&self) -> bool {
+        let Some((state, tick, _)) = sysmon::snapshot(self) else {
+            return false;
+        };
+        if state != RUNNING_COROUTINE {
+            return false;
+        }
+        self.s.request_tick.store(tick, Ordering::Release);
+        self.s.preempt_requests.fetch_add(1, Ordering::Relaxed);
+        if self.async_enabled() && gettid() != self.tid.load(Ordering::Relaxed) {
+            sysmon::send_signal(self, std::process::id() as i32);
+        }
+        true
+    }
+
     /// Index of this slot in its [`Preemptor`].
     pub fn index(&self) -> usize {
         self.index
@@ -585,6 +607,14 @@ pub fn should_yield() -> bool {
     }
     // SAFETY: the registration keeps the slot alive while CURRENT points at it.
     unsafe { &*p }.should_yield()
+}
+
+/// Whether the current thread is a worker running a coroutine right now
+/// (for `urgent::preempt::is_cpu_task()`; false on other threads).
+pub fn in_coroutine() -> bool {
+    let p = current_slot();
+    // SAFETY: the registration keeps the slot alive while CURRENT points at it.
+    !p.is_null() && unsafe { &*p }.w.state.load(Ordering::Relaxed) == RUNNING_COROUTINE
 }
 
 /// Nestable guard: no async preemption on this thread while it lives

@@ -64,7 +64,7 @@ struct Watch {
 
 /// Consistent snapshot of a slot's worker fields (seqlock-style re-read of
 /// the tick).
-fn snapshot(slot: &Slot) -> Option<(u8, u64, u64)> {
+pub(crate) fn snapshot(slot: &Slot) -> Option<(u8, u64, u64)> {
     let t1 = slot.w.tick.load(Ordering::Acquire);
     let state = slot.w.state.load(Ordering::Acquire);
     let start = slot.w.run_start.load(Ordering::Acquire);
@@ -74,7 +74,7 @@ fn snapshot(slot: &Slot) -> Option<(u8, u64, u64)> {
 }
 
 #[cfg(target_os = "linux")]
-fn send_signal(slot: &Slot, pid: i32) {
+pub(crate) fn send_signal(slot: &Slot, pid: i32) {
     let tid = slot.tid.load(Ordering::Acquire);
     if tid == 0 {
         return;
@@ -90,7 +90,7 @@ fn send_signal(slot: &Slot, pid: i32) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn send_signal(_slot: &Slot, _pid: i32) {}
+pub(crate) fn send_signal(_slot: &Slot, _pid: i32) {}
 
 fn set_timer_slack() {
     #[cfg(target_os = "linux")]
