@@ -139,6 +139,34 @@
 //! shared objects, PLT stubs) is never preempted. Without a `.symtab` async
 //! preemption is off (one warning on stderr).
 
+//!
+//! # Integration (what the executor does)
+//!
+//! 1. Once per runtime: [`allow_prefix`] for the CPU-task entry shim (an
+//!    `#[inline(never)]` generic fn that only calls the user closure), then
+//!    [`set_preempt_hook`] with a fn that suspends the current coroutine with
+//!    a "preempted" marker, then [`Preemptor::start`] (`Config::quantum`,
+//!    `async_preempt`, `deny_prefixes` from the builder).
+//! 2. On each worker thread, before anything else: `slot(i)`,
+//!    [`Slot::register_current_thread`].
+//! 3. Around every coroutine resume: [`Slot::coroutine_started`] with the
+//!    coroutine stack's usable `[limit, base)`, resume, then
+//!    [`Slot::coroutine_stopped`] — whether it finished, suspended
+//!    cooperatively or was preempted. Around plain future polls:
+//!    [`Slot::future_started`], and [`Slot::idle`] when the poll returns or the
+//!    worker parks.
+//! 4. `checkpoint()` calls [`should_yield`] and suspends if it is true.
+//! 5. A coroutine suspended by the hook must be resumed only through step 3,
+//!    on its own worker unless the user opted into migration (see DESIGN
+//!    §6: thread-local addresses live in registers). It cannot be unwound:
+//!    the interrupted PC is not a call site, so dropping it must free the
+//!    stack without unwinding.
+//! 6. A [`NoPreempt`] guard is per thread: a coroutine must not carry one
+//!    across a cooperative suspension that may migrate it.
+//! 7. The executor's own blocking calls retry on `EINTR`: SIGURG may arrive
+//!    at any time (spuriously too), and `SA_RESTART` does not cover
+//!    `epoll_wait`, `nanosleep` or futex waits with a timeout.
+
 #![warn(missing_docs)]
 // Without async preemption some handler-side fields and helpers are unused.
 #![cfg_attr(
