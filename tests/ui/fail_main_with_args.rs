@@ -1,0 +1,4 @@
+#[urgent::main]
+async fn main(args: Vec<String>) {
+    drop(args);
+}

@@ -1,0 +1,5 @@
+#[urgent::main]
+fn main() {}
+
+#[urgent::test]
+fn not_async_test() {}
