@@ -114,6 +114,25 @@ struct RawStack {
     top: usize,
     /// Usable bytes below `top`, page multiple.
     size: usize,
+    /// Whether the canary words in the lowest warm page were written when
+    /// the stack was last pooled (see `release_cold_pages`).
+    canary: bool,
+    /// Times this stack entered a pool since its cold pages were last
+    /// released.
+    clean_reuses: u32,
+}
+
+/// Canary value written once per cache line into the lowest page of the warm
+/// prefix.
+const CANARY: u64 = 0x5a17_c0de_d00d_f00d;
+/// One canary word per this many bytes.
+const CANARY_STRIDE: usize = 64;
+/// Release the cold pages at least every this many poolings, whatever the
+/// canary says.
+const MAX_CLEAN_REUSES: u32 = 64;
+
+fn warm_prefix() -> usize {
+    WARM_PREFIX.max(page_size())
 }
 
 impl RawStack {
@@ -155,6 +174,8 @@ impl RawStack {
         let raw = RawStack {
             top: lo as usize + len,
             size,
+            canary: false,
+            clean_reuses: 0,
         };
         if let Err(e) = raw.install_guard() {
             raw.unmap();
@@ -195,10 +216,48 @@ impl RawStack {
         Ok(())
     }
 
-    /// Gives the pages below the warm prefix back to the kernel.
-    fn release_cold_pages(&self) {
-        let warm = WARM_PREFIX.max(page_size());
+    /// Start of the canary page: the lowest page of the warm prefix.
+    fn canary_page(&self) -> usize {
+        self.top - warm_prefix()
+    }
+
+    /// Whether all canary words are as `write_canary` left them.
+    fn canary_intact(&self) -> bool {
+        let lo = self.canary_page();
+        (0..page_size() / CANARY_STRIDE).all(|i| {
+            // SAFETY: the canary page is inside the usable range of a stack
+            // we own exclusively; nothing runs on it.
+            unsafe { ptr::read((lo + i * CANARY_STRIDE) as *const u64) == CANARY }
+        })
+    }
+
+    fn write_canary(&mut self) {
+        let lo = self.canary_page();
+        for i in 0..page_size() / CANARY_STRIDE {
+            // SAFETY: as in canary_intact.
+            unsafe { ptr::write((lo + i * CANARY_STRIDE) as *mut u64, CANARY) };
+        }
+        self.canary = true;
+    }
+
+    /// Gives the pages below the warm prefix back to the kernel, unless they
+    /// were certainly not touched since the last time.
+    ///
+    /// The syscall costs about as much as a whole coroutine life cycle, so it
+    /// is skipped when the canary words (one per cache line of the warm
+    /// prefix's lowest page, written when the stack was last pooled) are all
+    /// intact: a coroutine that used the stack below the warm prefix crossed
+    /// that page, and its frames (return addresses, spills, locals) overwrote
+    /// canaries. A frame that spans the whole page without writing to it
+    /// (a large uninitialised buffer) could slip through; the periodic
+    /// unconditional release bounds how long such pages stay resident.
+    fn release_cold_pages(&mut self) {
+        let warm = warm_prefix();
         if self.size <= warm {
+            return;
+        }
+        if self.canary && self.clean_reuses < MAX_CLEAN_REUSES && self.canary_intact() {
+            self.clean_reuses += 1;
             return;
         }
         let lo = self.top - self.size;
@@ -210,6 +269,8 @@ impl RawStack {
         unsafe {
             libc::madvise(lo as *mut libc::c_void, len, libc::MADV_DONTNEED);
         }
+        self.clean_reuses = 0;
+        self.write_canary();
     }
 
     fn unmap(self) {
@@ -304,7 +365,9 @@ pub fn pooled_stacks() -> (usize, usize) {
 /// [`Stack::new`] takes a stack of the same size from the calling thread's
 /// pool, then from the global pool, and only then maps a new one. Dropping a
 /// `Stack` gives its pages below the top [`WARM_PREFIX`] bytes back to the
-/// kernel (`MADV_DONTNEED`) and returns it to the current thread's pool,
+/// kernel (`MADV_DONTNEED`; skipped when canary words at the bottom of the
+/// warm prefix show the stack was not used that deep since the last time)
+/// and returns it to the current thread's pool,
 /// overflowing to the global pool and then to `munmap`. The reservation is
 /// `MAP_NORESERVE`: a stack costs address space, and memory only for the
 /// pages it touched.
@@ -357,9 +420,11 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let raw = RawStack {
+        let mut raw = RawStack {
             top: self.raw.top,
             size: self.raw.size,
+            canary: self.raw.canary,
+            clean_reuses: self.raw.clean_reuses,
         };
         raw.release_cold_pages();
         if let Some(raw) = thread_put(raw) {
@@ -421,7 +486,11 @@ mod tests {
         assert_eq!(resident_pages(lo, top), size / page_size());
         drop(s);
         let warm = WARM_PREFIX.max(page_size());
-        assert_eq!(resident_pages(lo, top - warm), 0, "cold pages still resident");
+        assert_eq!(
+            resident_pages(lo, top - warm),
+            0,
+            "cold pages still resident"
+        );
         assert_eq!(resident_pages(top - warm, top), warm / page_size());
         // Same thread, same size: the pool hands the same stack back.
         let s2 = Stack::new(size).unwrap();
@@ -432,6 +501,35 @@ mod tests {
             assert_eq!(*(lo as *const u8), 0);
             assert_eq!(*((top - 1) as *const u8), 0xa5);
         }
+    }
+
+    #[test]
+    fn canary_skips_release_only_for_shallow_use() {
+        let size = 136 * 1024; // unique to this test
+        let warm = WARM_PREFIX.max(page_size());
+        let s = Stack::new(size).unwrap();
+        let (lo, top) = s.bounds();
+        assert!(!s.raw.canary);
+        drop(s);
+        // Shallow use: only the top page. The canary holds, no release.
+        let s = Stack::new(size).unwrap();
+        assert_eq!(s.bounds(), (lo, top));
+        assert!(s.raw.canary);
+        assert_eq!(s.raw.clean_reuses, 0);
+        // SAFETY: inside the usable range.
+        unsafe { ptr::write_bytes((top - 512) as *mut u8, 1, 512) };
+        drop(s);
+        let s = Stack::new(size).unwrap();
+        assert_eq!(s.raw.clean_reuses, 1);
+        // Deep use: through the canary page into the cold region.
+        // SAFETY: inside the usable range.
+        unsafe { ptr::write_bytes(lo as *mut u8, 7, top - lo) };
+        assert_eq!(resident_pages(lo, top - warm), (size - warm) / page_size());
+        drop(s);
+        assert_eq!(resident_pages(lo, top - warm), 0);
+        let s = Stack::new(size).unwrap();
+        assert_eq!(s.raw.clean_reuses, 0);
+        assert!(s.raw.canary_intact());
     }
 
     #[test]

@@ -35,7 +35,10 @@ fn panic_is_returned_as_panicked() {
     let mut co = Coroutine::new(stack(), move || panic!("boom {n}"));
     match co.resume() {
         Resume::Panicked(p) => {
-            assert_eq!(p.downcast_ref::<String>().map(String::as_str), Some("boom 42"));
+            assert_eq!(
+                p.downcast_ref::<String>().map(String::as_str),
+                Some("boom 42")
+            );
         }
         other => panic!("expected Panicked, got {other:?}"),
     }
@@ -146,10 +149,17 @@ fn drop_of_preempted_leaks_without_running_destructors() {
         suspend(SuspendKind::Preempted);
     });
     let (_, top) = co.stack_bounds();
-    assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Preempted)));
+    assert!(matches!(
+        co.resume(),
+        Resume::Suspended(SuspendKind::Preempted)
+    ));
     assert_eq!(co.last_suspend(), Some(SuspendKind::Preempted));
     drop(co);
-    assert_eq!(drops.load(SeqCst), 0, "a preempted coroutine is not unwound");
+    assert_eq!(
+        drops.load(SeqCst),
+        0,
+        "a preempted coroutine is not unwound"
+    );
     // The Arc clone on the discarded stack leaked.
     assert_eq!(Arc::strong_count(&drops), 2);
     // The stack itself went back to this thread's pool.
@@ -249,7 +259,10 @@ fn send_across_threads() {
     let fresh = Coroutine::new(stack(), || suspend(SuspendKind::Yield));
     std::thread::spawn(move || {
         let mut fresh = fresh;
-        assert!(matches!(fresh.resume(), Resume::Suspended(SuspendKind::Yield)));
+        assert!(matches!(
+            fresh.resume(),
+            Resume::Suspended(SuspendKind::Yield)
+        ));
         // Dropped (unwound) on this thread.
     })
     .join()
@@ -274,13 +287,19 @@ fn nested_coroutines() {
             suspend(SuspendKind::Yield); // back to outer, not to the test
             o2.lock().unwrap().push("inner 2");
         });
-        assert!(matches!(inner.resume(), Resume::Suspended(SuspendKind::Yield)));
+        assert!(matches!(
+            inner.resume(),
+            Resume::Suspended(SuspendKind::Yield)
+        ));
         o.lock().unwrap().push("outer 1");
         suspend(SuspendKind::Yield); // back to the test
         assert!(matches!(inner.resume(), Resume::Finished));
         o.lock().unwrap().push("outer 2");
     });
-    assert!(matches!(outer.resume(), Resume::Suspended(SuspendKind::Yield)));
+    assert!(matches!(
+        outer.resume(),
+        Resume::Suspended(SuspendKind::Yield)
+    ));
     assert!(matches!(outer.resume(), Resume::Finished));
     assert_eq!(
         *order.lock().unwrap(),
