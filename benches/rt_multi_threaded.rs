@@ -349,10 +349,16 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 fn ab_compare(urgent: &mut Batch<'_>, tokio: &mut Batch<'_>) -> Ab {
     let rounds = if long_run() { 41 } else { 21 };
     let target = Duration::from_millis(if long_run() { 200 } else { 80 });
-    // Warm both up, then size the batches from tokio's time per iteration.
+    // Warm both up, then size the batches from the faster of the two runtimes' best
+    // time per iteration (a single slow calibration run would make every batch one
+    // iteration long, and the ratios noisy).
     urgent(1);
     tokio(1);
-    let one = tokio(3).as_secs_f64() / 3.0;
+    let one = (0..3)
+        .flat_map(|_| [urgent(1), tokio(1)])
+        .min()
+        .unwrap()
+        .as_secs_f64();
     let iters = ((target.as_secs_f64() / one.max(1e-9)) as u64).clamp(1, 100_000);
     let (mut ratios, mut u_ns, mut t_ns) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
