@@ -50,6 +50,12 @@ pub mod time {
     pub use urgent_executor::time::*;
 }
 
+/// TCP and UDP on urgent's own driver: `TcpListener`, `TcpStream`,
+/// `UdpSocket`, with tokio's method names.
+pub mod net {
+    pub use urgent_executor::net::*;
+}
+
 /// Runtime counters.
 pub mod metrics {
     pub use urgent_executor::metrics::RuntimeMetrics;

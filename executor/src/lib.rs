@@ -20,7 +20,9 @@
 #![warn(missing_docs)]
 
 mod cpu;
+mod io;
 pub mod metrics;
+pub mod net;
 mod preempt_glue;
 pub mod runtime;
 pub mod task;

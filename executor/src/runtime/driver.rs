@@ -37,6 +37,12 @@ impl Driver {
         ))
     }
 
+    /// The registry sockets register with (cloned into `Shared`, so
+    /// registering never takes the driver lock).
+    pub(crate) fn registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
+
     /// Waits for I/O events or the next timer (at most `max`, `None` for no
     /// limit), then fires due timers and dispatches events. `Some(ZERO)`
     /// never blocks.

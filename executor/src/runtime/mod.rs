@@ -307,6 +307,8 @@ impl Handle {
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = context::enter(self.clone());
+        #[cfg(feature = "tokio")]
+        let _tokio = self.shared.io.tokio.enter(&self.shared);
         block_on_thread(future)
     }
 

@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     /// Registered I/O sources; the maintenance tick skips `epoll_wait` while
     /// there are none.
     pub(crate) io_sources: AtomicUsize,
+    /// Per-socket readiness slots, the mio registry, the tokio companion.
+    pub(crate) io: crate::io::IoState,
     /// sysmon and the per-worker preemption slots.
     pub(crate) preemptor: urgent_preempt::Preemptor,
 }
@@ -158,6 +160,7 @@ impl Shared {
             })
             .collect();
         let (driver, driver_waker) = Driver::new()?;
+        let io = crate::io::IoState::new(driver.registry())?;
         crate::preempt_glue::init_process();
         let preemptor = urgent_preempt::Preemptor::start(
             urgent_preempt::Config {
@@ -186,6 +189,7 @@ impl Shared {
             config,
             external_spawns: AtomicU64::new(0),
             io_sources: AtomicUsize::new(0),
+            io,
             preemptor,
         });
         Ok((shared, locals))
@@ -210,9 +214,7 @@ impl Shared {
     }
 
     pub(crate) fn io_ready(&self, event: &mio::event::Event) {
-        // Sockets arrive with the I/O issue; until then only the waker is
-        // registered.
-        let _ = event;
+        self.io.dispatch(event);
     }
 
     /// Spawns a future onto this runtime.
@@ -399,6 +401,7 @@ impl Shared {
         for r in self.remotes.iter() {
             r.parker.unpark(self);
         }
+        self.io.shutdown();
         self.wake_driver();
     }
 
@@ -554,6 +557,8 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ta
     let _enter = super::context::enter(Handle {
         shared: shared.clone(),
     });
+    #[cfg(feature = "tokio")]
+    let _tokio = shared.io.tokio.enter(&shared);
     let metrics = &shared.remotes[index].metrics;
     let slot = shared.preemptor.slot(index);
     crate::preempt_glue::register_worker(slot.clone());

@@ -1,0 +1,511 @@
+//! TCP listener and stream.
+
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use mio::Interest;
+
+use super::split::{self, OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
+use crate::io::{Direction, PollEvented};
+
+/// A TCP socket server, listening for connections.
+///
+/// # Examples
+///
+/// ```
+/// use urgent_executor::net::{TcpListener, TcpStream};
+///
+/// let rt = urgent_executor::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+///     let addr = listener.local_addr().unwrap();
+///     let client = urgent_executor::spawn(async move { TcpStream::connect(addr).await });
+///     let (server_side, peer) = listener.accept().await.unwrap();
+///     let client = client.await.unwrap().unwrap();
+///     assert_eq!(peer, client.local_addr().unwrap());
+///     assert_eq!(server_side.peer_addr().unwrap(), peer);
+/// });
+/// ```
+pub struct TcpListener {
+    io: PollEvented<mio::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds a listener to `addr` (`SO_REUSEADDR` is set, as tokio does);
+    /// port 0 picks a free port, see [`local_addr`](Self::local_addr). With
+    /// several resolved addresses, the first that binds wins.
+    ///
+    /// # Errors
+    ///
+    /// An unparsable address (`InvalidInput`), an address in use
+    /// (`AddrInUse`), or any other `bind`/`listen` failure.
+    ///
+    /// # Panics
+    ///
+    /// Outside an urgent runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use urgent_executor::net::TcpListener;
+    ///
+    /// let rt = urgent_executor::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ///     let taken = a.local_addr().unwrap();
+    ///     let err = TcpListener::bind(taken).await.unwrap_err();
+    ///     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    ///     assert!(TcpListener::bind("not an address").await.is_err());
+    /// });
+    /// ```
+    pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        super::each_addr(addr, |a| async move {
+            TcpListener::from_mio(mio::net::TcpListener::bind(a)?)
+        })
+        .await
+    }
+
+    fn from_mio(l: mio::net::TcpListener) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            io: PollEvented::new(l, Interest::READABLE, "TcpListener::bind")?,
+        })
+    }
+
+    /// Wraps a bound std listener, switching it to non-blocking mode.
+    ///
+    /// # Panics
+    ///
+    /// Outside an urgent runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = urgent_executor::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     let l = urgent_executor::net::TcpListener::from_std(std_l).unwrap();
+    ///     assert!(l.local_addr().unwrap().port() != 0);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        TcpListener::from_mio(mio::net::TcpListener::from_std(listener))
+    }
+
+    /// Deregisters the listener and returns it as a std listener, still in
+    /// non-blocking mode.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        Ok(self.io.into_inner().into())
+    }
+
+    /// Accepts a new connection: the stream (non-blocking, registered with
+    /// the current runtime) and the peer's address.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (sock, addr) = self.io.async_io(Direction::Read, |l| l.accept()).await?;
+        Ok((TcpStream::from_mio(sock)?, addr))
+    }
+
+    /// Polls for a connection: the poll form of [`accept`](Self::accept).
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+        match self.io.poll_io(cx, Direction::Read, |l| l.accept()) {
+            Poll::Ready(Ok((sock, addr))) => {
+                Poll::Ready(TcpStream::from_mio(sock).map(|s| (s, addr)))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    /// The IP time-to-live of accepted sockets.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.get_ref().ttl()
+    }
+
+    /// Sets the IP time-to-live of accepted sockets.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.get_ref().set_ttl(ttl)
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.io.fmt(f)
+    }
+}
+
+impl std::os::fd::AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.get_ref().as_raw_fd()
+    }
+}
+
+impl std::os::fd::AsFd for TcpListener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
+    }
+}
+
+/// A TCP connection.
+///
+/// Read and write it through `futures::io::{AsyncReadExt, AsyncWriteExt}`
+/// or (with the `tokio` feature) `tokio::io::{AsyncReadExt,
+/// AsyncWriteExt}`. Closing (`close` / `shutdown`) shuts down the write
+/// side; dropping the stream closes the socket.
+///
+/// # Examples
+///
+/// ```
+/// use futures::io::{AsyncReadExt, AsyncWriteExt};
+/// use urgent_executor::net::{TcpListener, TcpStream};
+///
+/// let rt = urgent_executor::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+///     let addr = listener.local_addr().unwrap();
+///     urgent_executor::spawn(async move {
+///         let (mut s, _) = listener.accept().await.unwrap();
+///         s.write_all(b"hi").await.unwrap();
+///     });
+///     let mut s = TcpStream::connect(addr).await.unwrap();
+///     s.set_nodelay(true).unwrap();
+///     let mut got = String::new();
+///     s.read_to_string(&mut got).await.unwrap();
+///     assert_eq!(got, "hi");
+/// });
+/// ```
+pub struct TcpStream {
+    io: PollEvented<mio::net::TcpStream>,
+}
+
+impl TcpStream {
+    /// Opens a connection to `addr`: a non-blocking `connect`, then waits
+    /// until the socket is writable and checks the outcome. With several
+    /// resolved addresses, each is tried in turn.
+    ///
+    /// # Errors
+    ///
+    /// `ConnectionRefused` when nothing listens there, `InvalidInput` for an
+    /// unparsable address, or any other connect failure.
+    ///
+    /// # Panics
+    ///
+    /// Outside an urgent runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use urgent_executor::net::{TcpListener, TcpStream};
+    ///
+    /// let rt = urgent_executor::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     // A port that was just free: nothing listens on it any more.
+    ///     let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    ///     let err = TcpStream::connect(addr).await.unwrap_err();
+    ///     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    /// });
+    /// ```
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        super::each_addr(addr, TcpStream::connect_addr).await
+    }
+
+    async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
+        let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?)?;
+        loop {
+            let ev = stream.io.ready(Direction::Write).await?;
+            if let Some(e) = stream.io.get_ref().take_error()? {
+                return Err(e);
+            }
+            match stream.io.get_ref().peer_addr() {
+                Ok(_) => return Ok(stream),
+                // Still connecting (the first check runs before any event:
+                // a fresh socket starts out optimistically writable).
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    stream.io.registration().clear_readiness(ev)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub(crate) fn from_mio(s: mio::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            io: PollEvented::new(
+                s,
+                Interest::READABLE | Interest::WRITABLE,
+                "TcpStream::connect",
+            )?,
+        })
+    }
+
+    /// Wraps a connected std stream, switching it to non-blocking mode.
+    ///
+    /// # Panics
+    ///
+    /// Outside an urgent runtime.
+    #[track_caller]
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        TcpStream::from_mio(mio::net::TcpStream::from_std(stream))
+    }
+
+    /// Deregisters the stream and returns it as a std stream, still in
+    /// non-blocking mode.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Ok(self.io.into_inner().into())
+    }
+
+    /// The local address of this end.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    /// The address of the peer.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().peer_addr()
+    }
+
+    /// Whether `TCP_NODELAY` (no Nagle delay for small writes) is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.io.get_ref().nodelay()
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.io.get_ref().set_nodelay(nodelay)
+    }
+
+    /// The IP time-to-live.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.get_ref().ttl()
+    }
+
+    /// Sets the IP time-to-live.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.get_ref().set_ttl(ttl)
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.get_ref().take_error()
+    }
+
+    /// Waits until the stream may be readable (a following
+    /// [`try_read`](Self::try_read) can still return `WouldBlock`).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.io.ready(Direction::Read).await.map(drop)
+    }
+
+    /// Waits until the stream may be writable.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.io.ready(Direction::Write).await.map(drop)
+    }
+
+    /// Reads what is available without waiting: `WouldBlock` if nothing is,
+    /// `Ok(0)` at end of stream.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.try_io(Direction::Read, |s| (&*s).read(buf))
+    }
+
+    /// Writes what fits without waiting: `WouldBlock` if nothing does.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.try_io(Direction::Write, |s| (&*s).write(buf))
+    }
+
+    /// Reads into `buf` without removing the data from the queue.
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.async_io(Direction::Read, |s| s.peek(buf)).await
+    }
+
+    /// Splits into a read half and a write half that borrow the stream, for
+    /// reading and writing concurrently in one task (`join!`/`select!`).
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        split::split(self)
+    }
+
+    /// Splits into owned halves that may move to different tasks. Dropping
+    /// the write half shuts the write side down (see
+    /// [`OwnedWriteHalf`]); [`OwnedReadHalf::reunite`] puts them back
+    /// together.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::io::{AsyncReadExt, AsyncWriteExt};
+    /// use urgent_executor::net::{TcpListener, TcpStream};
+    ///
+    /// let rt = urgent_executor::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ///     let addr = listener.local_addr().unwrap();
+    ///     urgent_executor::spawn(async move {
+    ///         let (s, _) = listener.accept().await.unwrap();
+    ///         let (mut r, mut w) = s.into_split();
+    ///         futures::io::copy(&mut r, &mut w).await.unwrap();
+    ///     });
+    ///     let mut c = TcpStream::connect(addr).await.unwrap();
+    ///     c.write_all(b"ping").await.unwrap();
+    ///     let mut b = [0u8; 4];
+    ///     c.read_exact(&mut b).await.unwrap();
+    ///     assert_eq!(&b, b"ping");
+    /// });
+    /// ```
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        split::into_split(self)
+    }
+
+    pub(crate) fn poll_read_priv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_io(cx, Direction::Read, |s| (&*s).read(buf))
+    }
+
+    pub(crate) fn poll_write_priv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_io(cx, Direction::Write, |s| (&*s).write(buf))
+    }
+
+    pub(crate) fn poll_write_vectored_priv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io
+            .poll_io(cx, Direction::Write, |s| (&*s).write_vectored(bufs))
+    }
+
+    pub(crate) fn shutdown_std(&self, how: Shutdown) -> io::Result<()> {
+        match self.io.get_ref().shutdown(how) {
+            // The peer already went away: nothing left to shut down.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            r => r,
+        }
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.io.fmt(f)
+    }
+}
+
+impl std::os::fd::AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.get_ref().as_raw_fd()
+    }
+}
+
+impl std::os::fd::AsFd for TcpStream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
+    }
+}
+
+impl futures::io::AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_priv(cx, buf)
+    }
+}
+
+impl futures::io::AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown_std(Shutdown::Write))
+    }
+}
+
+#[cfg(feature = "tokio")]
+pub(crate) fn tokio_read(
+    s: &TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut tokio::io::ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    // No unsafe here: uninitialised capacity is zeroed once, then reused.
+    let dst = buf.initialize_unfilled();
+    match s.poll_read_priv(cx, dst) {
+        Poll::Ready(Ok(n)) => {
+            buf.advance(n);
+            Poll::Ready(Ok(()))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        tokio_read(&self, cx, buf)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_priv(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored_priv(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown_std(Shutdown::Write))
+    }
+}
