@@ -9,6 +9,8 @@
 //! - `coroutine/resume_suspend`: one `resume()` into a coroutine that
 //!   immediately calls `suspend(Yield)`: a full round trip (two switches).
 //!   Target (DESIGN §7): ≤ 5 ns.
+//! - `coroutine/corosensei_resume_suspend_baseline`: the same with corosensei
+//!   alone, to read the first one as a ratio on a noisy machine.
 //! - `coroutine/new_run_drop_empty`: `Stack::new` (pooled) + `Coroutine::new`
 //!   of an empty closure + `resume` to completion + drop (stack back to the
 //!   pool, including its `madvise`).
@@ -55,6 +57,16 @@ fn bench_switch(c: &mut Criterion) {
         })
     });
     drop(co);
+
+    // Baseline: corosensei alone (its own default stack), same shape.
+    let mut raw: urgent_stackful::__corosensei::Coroutine<(), (), ()> =
+        urgent_stackful::__corosensei::Coroutine::new(|y, ()| loop {
+            y.suspend(());
+        });
+    g.bench_function("corosensei_resume_suspend_baseline", |b| {
+        b.iter(|| black_box(raw.resume(())))
+    });
+    drop(raw);
 
     g.bench_function("new_run_drop_empty", |b| {
         b.iter(|| {

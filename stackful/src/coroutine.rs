@@ -60,6 +60,7 @@ pub(crate) struct Running {
     /// null for a plain thread, or an outer coroutine that resumed us.
     parent: Cell<*const Running>,
     /// Kind of the current suspension; `None` while new, running or finished.
+    /// Written only by the resumer.
     last_suspend: Cell<Option<SuspendKind>>,
     /// Set by `Drop` before the forced unwind.
     unwinding: Cell<bool>,
@@ -92,6 +93,17 @@ pub(crate) fn current_bounds() -> Option<(usize, usize, usize)> {
     // coroutine's `Coroutine` value, which is borrowed for the whole time.
     let r = unsafe { &*cur };
     Some((r.guard_lo, r.stack_lo, r.top))
+}
+
+/// `(lowest usable address, top)` of the stack of the coroutine running on
+/// this thread, or `None` outside coroutines.
+///
+/// Async-signal-safe (one read of a const-initialised thread-local, no
+/// allocation, no lock), so a signal handler can check whether an
+/// interrupted stack pointer lies on the current coroutine's stack.
+#[inline]
+pub fn current_stack_bounds() -> Option<(usize, usize)> {
+    current_bounds().map(|(_, lo, top)| (lo, top))
 }
 
 /// Payload of the panic that keeps unwinding a coroutine whose forced unwind
@@ -237,7 +249,13 @@ impl Coroutine {
         let r = self.inner.resume(());
         CURRENT.with(|c| c.set(parent));
         match r {
-            CoroutineResult::Yield(kind) => Resume::Suspended(kind),
+            CoroutineResult::Yield(kind) => {
+                // Recorded here, from the value that crossed the switch, not
+                // in `suspend`: a preemption that lands in `suspend` before
+                // its switch must not leave a stale kind behind.
+                self.state.last_suspend.set(Some(kind));
+                Resume::Suspended(kind)
+            }
             CoroutineResult::Return(Ok(())) => Resume::Finished,
             CoroutineResult::Return(Err(p)) => Resume::Panicked(p),
         }
@@ -329,7 +347,12 @@ impl Drop for Coroutine {
 /// ```should_panic
 /// urgent_stackful::suspend(urgent_stackful::SuspendKind::Yield); // not in a coroutine
 /// ```
-#[inline]
+///
+/// Never inlined, on purpose: its body reads the coroutine's book-keeping
+/// through a pointer that is only valid until the switch, so it must not be
+/// preempted itself. As a function of this crate it is on the preemption deny
+/// list; inlined into user code it would not be.
+#[inline(never)]
 pub fn suspend(kind: SuspendKind) {
     let cur = CURRENT.with(|c| c.get());
     if cur.is_null() {
@@ -344,7 +367,6 @@ pub fn suspend(kind: SuspendKind) {
         if run.unwinding.get() {
             return unwinding_suspend(run, kind);
         }
-        run.last_suspend.set(Some(kind));
         let yielder = run.yielder.get();
         (*yielder).suspend(kind);
     }

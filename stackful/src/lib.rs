@@ -107,7 +107,12 @@ mod coroutine;
 mod signal;
 mod stack;
 
-pub use coroutine::{in_coroutine, suspend, Coroutine, Resume, SuspendKind};
+/// The context-switch crate underneath, for baseline benchmarks only; not
+/// part of the API.
+#[doc(hidden)]
+pub use corosensei as __corosensei;
+
+pub use coroutine::{current_stack_bounds, in_coroutine, suspend, Coroutine, Resume, SuspendKind};
 pub use signal::{init_thread, thread_initialized, ALT_STACK_SIZE};
 pub use stack::{
     pooled_stacks, validate_stack_size, Stack, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,

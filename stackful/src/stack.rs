@@ -125,8 +125,8 @@ struct RawStack {
 /// Canary value written once per cache line into the lowest page of the warm
 /// prefix.
 const CANARY: u64 = 0x5a17_c0de_d00d_f00d;
-/// One canary word per this many bytes.
-const CANARY_STRIDE: usize = 64;
+/// One canary word per this many bytes (16 per 4 KiB page).
+const CANARY_STRIDE: usize = 256;
 /// Release the cold pages at least every this many poolings, whatever the
 /// canary says.
 const MAX_CLEAN_REUSES: u32 = 64;
@@ -244,12 +244,12 @@ impl RawStack {
     /// were certainly not touched since the last time.
     ///
     /// The syscall costs about as much as a whole coroutine life cycle, so it
-    /// is skipped when the canary words (one per cache line of the warm
+    /// is skipped when the canary words (one per 256 bytes of the warm
     /// prefix's lowest page, written when the stack was last pooled) are all
     /// intact: a coroutine that used the stack below the warm prefix crossed
     /// that page, and its frames (return addresses, spills, locals) overwrote
-    /// canaries. A frame that spans the whole page without writing to it
-    /// (a large uninitialised buffer) could slip through; the periodic
+    /// canaries. Frames that cross the page without writing to any canary
+    /// word (a large uninitialised buffer) could slip through; the periodic
     /// unconditional release bounds how long such pages stay resident.
     fn release_cold_pages(&mut self) {
         let warm = warm_prefix();

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use urgent_stackful::{
-    in_coroutine, suspend, validate_stack_size, Coroutine, Resume, Stack, SuspendKind,
-    MIN_STACK_SIZE,
+    current_stack_bounds, in_coroutine, suspend, validate_stack_size, Coroutine, Resume, Stack,
+    SuspendKind, MIN_STACK_SIZE,
 };
 
 fn stack() -> Stack {
@@ -387,4 +387,63 @@ fn many_suspended_coroutines() {
     for mut co in cos {
         assert!(matches!(co.resume(), Resume::Finished));
     }
+}
+
+#[inline(never)]
+fn resumer_marker_fn(co: &mut Coroutine) -> Resume {
+    let r = co.resume();
+    std::hint::black_box(&r);
+    r
+}
+
+#[test]
+fn backtrace_crosses_into_resumer() {
+    let bt = Arc::new(Mutex::new(String::new()));
+    let b = bt.clone();
+    let mut co = Coroutine::new(stack(), move || {
+        *b.lock().unwrap() = std::backtrace::Backtrace::force_capture().to_string();
+    });
+    assert!(matches!(resumer_marker_fn(&mut co), Resume::Finished));
+    let bt = bt.lock().unwrap();
+    assert!(
+        // (in optimised builds without debug info the closure is inlined)
+        bt.contains("backtrace_crosses_into_resumer::{{closure}}") || bt.contains("coroutine_func"),
+        "coroutine frame missing:\n{bt}"
+    );
+    assert!(
+        bt.contains("resumer_marker_fn"),
+        "the unwinder did not cross from the coroutine stack into the resumer:\n{bt}"
+    );
+}
+
+#[test]
+fn current_stack_bounds_inside_only() {
+    assert_eq!(current_stack_bounds(), None);
+    let seen = Arc::new(Mutex::new(None));
+    let s = seen.clone();
+    let mut co = Coroutine::new(stack(), move || {
+        *s.lock().unwrap() = current_stack_bounds();
+    });
+    let bounds = co.stack_bounds();
+    assert!(matches!(co.resume(), Resume::Finished));
+    assert_eq!(*seen.lock().unwrap(), Some(bounds));
+    assert_eq!(current_stack_bounds(), None);
+}
+
+#[test]
+fn last_suspend_tracks_the_current_suspension() {
+    let mut co = Coroutine::new(stack(), || {
+        suspend(SuspendKind::Preempted);
+        suspend(SuspendKind::Yield);
+    });
+    assert_eq!(co.last_suspend(), None);
+    assert!(matches!(
+        co.resume(),
+        Resume::Suspended(SuspendKind::Preempted)
+    ));
+    assert_eq!(co.last_suspend(), Some(SuspendKind::Preempted));
+    assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+    assert_eq!(co.last_suspend(), Some(SuspendKind::Yield));
+    assert!(matches!(co.resume(), Resume::Finished));
+    assert_eq!(co.last_suspend(), None);
 }
