@@ -327,6 +327,39 @@ impl TcpStream {
 
     /// Splits into a read half and a write half that borrow the stream, for
     /// reading and writing concurrently in one task (`join!`/`select!`).
+    ///
+    /// With `futures::io::AsyncReadExt` in scope, `stream.split()` resolves
+    /// to that trait's `split(self)` (method lookup tries by-value receivers
+    /// first); write `TcpStream::split(&mut stream)` to get these halves.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::io::{AsyncReadExt, AsyncWriteExt};
+    /// use urgent_executor::net::{TcpListener, TcpStream};
+    ///
+    /// let rt = urgent_executor::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ///     let mut a = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    ///     let (mut b, _) = listener.accept().await.unwrap();
+    ///     let (mut r, mut w) = TcpStream::split(&mut a);
+    ///     let mut got = [0u8; 3];
+    ///     let (sent, read) = futures::join!(
+    ///         async {
+    ///             w.write_all(b"abc").await?;
+    ///             b.read_exact(&mut got).await?;
+    ///             b.write_all(&got).await
+    ///         },
+    ///         async {
+    ///             let mut back = [0u8; 3];
+    ///             r.read_exact(&mut back).await.map(|()| back)
+    ///         },
+    ///     );
+    ///     sent.unwrap();
+    ///     assert_eq!(&read.unwrap(), b"abc");
+    /// });
+    /// ```
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         split::split(self)
     }
