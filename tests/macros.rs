@@ -1,5 +1,6 @@
 //! `#[urgent::main]` and `#[urgent::test]`: runtime behaviour of the
-//! expansion. The compile errors for misuse live in `tests/ui/`.
+//! expansion, and (through trybuild, `tests/ui/`) the compile errors for
+//! misuse.
 
 use std::error::Error;
 use urgent::Handle;
@@ -146,4 +147,13 @@ fn main_runs_spawned_tasks_and_leaves_the_context() {
     assert!(Handle::try_current().is_none());
     // And a second call builds a fresh runtime.
     assert_eq!(main_spawns().len(), 10);
+}
+
+// ---- compile errors ----
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/ui/pass_*.rs");
+    t.compile_fail("tests/ui/fail_*.rs");
 }
