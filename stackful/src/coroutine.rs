@@ -4,6 +4,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::mem::ManuallyDrop;
+use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
@@ -14,7 +15,52 @@ use crate::stack::Stack;
 /// A panic payload.
 type Payload = Box<dyn Any + Send + 'static>;
 
-type Inner = corosensei::Coroutine<(), SuspendKind, Result<(), Payload>, Stack>;
+type Y = Yielder<(), SuspendKind>;
+
+type Inner = corosensei::Coroutine<(), SuspendKind, (), CoStack>;
+
+/// Bytes reserved at the top of every coroutine stack for its [`Running`]
+/// record; corosensei gets the stack below them.
+const RESERVED: usize = 128;
+const _: () = assert!(std::mem::size_of::<Running>() <= RESERVED);
+const _: () = assert!(std::mem::align_of::<Running>() <= 16);
+
+/// Distance from the base corosensei is given down to its *parent link*,
+/// which is what a `&Yielder` points at (x86_64 and aarch64 alike). The
+/// first entry of every coroutine checks it (see `Coroutine::new`).
+const PARENT_LINK_OFFSET: usize = 16;
+
+/// The yielder (parent link) of the coroutine whose record is at `run`.
+#[inline(always)]
+fn yielder_of(run: *const Running) -> *const Y {
+    (run as usize - PARENT_LINK_OFFSET) as *const Y
+}
+
+/// The record of the coroutine whose yielder is `y`.
+#[inline(always)]
+fn running_of(y: *const Y) -> *const Running {
+    (y as usize + PARENT_LINK_OFFSET) as *const Running
+}
+
+/// A [`Stack`] as corosensei sees it: without the reserved top bytes.
+struct CoStack(Stack);
+
+// SAFETY: the stack has a guard page at its low end (installed when it was
+// mapped, never removed while it exists) and at least 16 KiB - RESERVED of
+// usable memory; `limit` includes the guard page; both addresses are page
+// aligned or page aligned minus RESERVED (a multiple of 16), so aligned to
+// STACK_ALIGNMENT.
+unsafe impl corosensei::stack::Stack for CoStack {
+    #[inline]
+    fn base(&self) -> corosensei::stack::StackPointer {
+        NonZeroUsize::new(self.0.bounds().1 - RESERVED).expect("stack top is never null")
+    }
+
+    #[inline]
+    fn limit(&self) -> corosensei::stack::StackPointer {
+        NonZeroUsize::new(self.0.guard().0).expect("stack mapping is never at 0")
+    }
+}
 
 /// Why a coroutine suspended itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -49,49 +95,53 @@ impl fmt::Debug for Resume {
     }
 }
 
-/// Book-keeping for one coroutine, reachable from the thread-local `CURRENT`
-/// while that coroutine runs (only then: the `Coroutine` may move between
-/// resumptions, so nothing keeps this address across a suspension).
+/// Book-keeping for one coroutine. It lives in the top [`RESERVED`] bytes of
+/// the coroutine's own stack, right above corosensei's parent link, so its
+/// address never changes while the `Coroutine` value moves around, and the
+/// running coroutine's record is found from the thread-local `CURRENT`.
 pub(crate) struct Running {
-    /// The coroutine's yielder (the parent link on its own stack, so its
-    /// address is stable). Set on first entry.
-    yielder: Cell<*const Yielder<(), SuspendKind>>,
     /// The `Running` of whatever ran on this thread before we were resumed:
     /// null for a plain thread, or an outer coroutine that resumed us.
     parent: Cell<*const Running>,
-    /// Kind of the current suspension; `None` while new, running or finished.
+    /// Kind of the current suspension; `None` while new or finished.
     /// Written only by the resumer.
     last_suspend: Cell<Option<SuspendKind>>,
     /// Set by `Drop` before the forced unwind.
     unwinding: Cell<bool>,
     /// How many times a `suspend` restarted the forced unwind.
     repanics: Cell<u32>,
+    /// The payload of a panic that ended the closure, until `resume` takes
+    /// it (kept here rather than passed through the switch: a smaller return
+    /// value makes every switch cheaper).
+    panic: Cell<Option<Payload>>,
     /// Start of the guard page.
-    pub(crate) guard_lo: usize,
+    guard_lo: usize,
     /// End of the guard page = lowest usable address.
-    pub(crate) stack_lo: usize,
+    stack_lo: usize,
     /// Top of the stack.
-    pub(crate) top: usize,
+    top: usize,
 }
 
 thread_local! {
-    /// The coroutine running on this thread, or null. Const-initialised and
-    /// without a destructor, so reading it is a plain TLS load: safe in a
-    /// signal handler (no allocation, no lazy registration).
-    static CURRENT: Cell<*const Running> = const { Cell::new(ptr::null()) };
+    /// The yielder of the coroutine running on this thread, or null. The
+    /// coroutine's `Running` record sits at a fixed offset from it
+    /// (`running_of`). Const-initialised and without a destructor, so reading
+    /// it is a plain TLS load: safe in a signal handler (no allocation, no
+    /// lazy registration).
+    static CURRENT: Cell<*const Y> = const { Cell::new(ptr::null()) };
 }
 
 /// Guard bounds of the coroutine running on this thread: `(guard_lo,
 /// stack_lo, top)`. Async-signal-safe.
 pub(crate) fn current_bounds() -> Option<(usize, usize, usize)> {
-    let cur = CURRENT.try_with(|c| c.get()).unwrap_or(ptr::null());
-    if cur.is_null() {
+    let y = CURRENT.try_with(|c| c.get()).unwrap_or(ptr::null());
+    if y.is_null() {
         return None;
     }
     // SAFETY: CURRENT is non-null only while `Coroutine::resume` (or its
-    // drop-time unwind) runs on this thread, and it points into that
-    // coroutine's `Coroutine` value, which is borrowed for the whole time.
-    let r = unsafe { &*cur };
+    // drop-time unwind) runs on this thread; the record then lives at the top
+    // of that coroutine's stack, which stays mapped meanwhile.
+    let r = unsafe { &*running_of(y) };
     Some((r.guard_lo, r.stack_lo, r.top))
 }
 
@@ -168,13 +218,14 @@ struct ForcedUnwind;
 /// from inside itself (checked).
 pub struct Coroutine {
     inner: ManuallyDrop<Inner>,
-    state: Running,
-    size: usize,
+    /// Points into the top of the coroutine's stack, which `inner` owns.
+    run: *const Running,
 }
 
 // SAFETY: see "Send" in the type's documentation. The closure is Send +
-// 'static; the `Running` raw pointers are only dereferenced while the
-// coroutine is being resumed on the current thread.
+// 'static; `run` points into the stack this value owns, and the `Running`
+// record is only touched by the owner of the `Coroutine` (through `&`/`&mut
+// self`) or by the coroutine itself while it runs, never concurrently.
 unsafe impl Send for Coroutine {}
 
 impl fmt::Debug for Coroutine {
@@ -198,31 +249,49 @@ impl Coroutine {
         crate::signal::install_overflow_handler();
         let (stack_lo, top) = stack.bounds();
         let (guard_lo, _) = stack.guard();
-        let size = stack.size();
-        let body = move |yielder: &Yielder<(), SuspendKind>, ()| -> Result<(), Payload> {
-            let cur = CURRENT.with(|c| c.get());
-            // SAFETY: the first entry happens inside `resume` (or never: a
-            // new coroutine that is dropped only drops this closure), which
-            // set CURRENT to this coroutine's `Running` on this thread.
-            unsafe { (*cur).yielder.set(yielder) };
-            // Catch everything here, on the coroutine's own stack, including
-            // the forced unwind of `Drop`: the coroutine then simply returns.
-            panic::catch_unwind(AssertUnwindSafe(f))
-        };
-        Coroutine {
-            inner: ManuallyDrop::new(Inner::with_stack(stack, body)),
-            state: Running {
-                yielder: Cell::new(ptr::null()),
+        let run = (top - RESERVED) as *mut Running;
+        // SAFETY: the top RESERVED bytes of the stack are ours (corosensei
+        // only uses the stack below them), writable, and suitably aligned
+        // (page aligned top minus a multiple of 16). No coroutine runs on
+        // this stack yet. Whatever a previous coroutine left there is plain
+        // bytes (its payload slot was emptied by its `Drop`).
+        unsafe {
+            run.write(Running {
                 parent: Cell::new(ptr::null()),
                 last_suspend: Cell::new(None),
                 unwinding: Cell::new(false),
                 repanics: Cell::new(0),
+                panic: Cell::new(None),
                 guard_lo,
                 stack_lo,
                 top,
-            },
-            size,
+            });
         }
+        let run_addr = run as usize;
+        let body = move |yielder: &Y, ()| {
+            if !ptr::eq(yielder, yielder_of(run_addr as *const Running)) {
+                layout_panic();
+            }
+            // Catch everything here, on the coroutine's own stack, including
+            // the forced unwind of `Drop`: the coroutine then simply returns.
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
+                // SAFETY: the record at the top of this coroutine's stack;
+                // its owner is inside `resume` or `drop` and not touching
+                // the payload slot.
+                unsafe { (*(run_addr as *const Running)).panic.set(Some(p)) };
+            }
+        };
+        Coroutine {
+            inner: ManuallyDrop::new(Inner::with_stack(CoStack(stack), body)),
+            run,
+        }
+    }
+
+    #[inline]
+    fn state(&self) -> &Running {
+        // SAFETY: `run` points at the record initialised in `new`, in the
+        // stack that `self.inner` owns until `drop`.
+        unsafe { &*self.run }
     }
 
     /// Runs the coroutine until its closure returns ([`Resume::Finished`]),
@@ -238,14 +307,16 @@ impl Coroutine {
         if self.inner.done() {
             finished_panic();
         }
-        let me: *const Running = &self.state;
         let parent = CURRENT.with(|c| c.get());
-        if !parent.is_null() {
-            check_not_running(me, parent);
-        }
-        self.state.parent.set(parent);
-        self.state.last_suspend.set(None);
-        CURRENT.with(|c| c.set(me));
+        let parent_run = if parent.is_null() {
+            ptr::null()
+        } else {
+            check_not_running(self.run, running_of(parent))
+        };
+        self.state().parent.set(parent_run);
+        // `last_suspend` keeps its value while running: nobody can observe
+        // it then (`self` is borrowed mutably), and it is rewritten below.
+        CURRENT.with(|c| c.set(yielder_of(self.run)));
         let r = self.inner.resume(());
         CURRENT.with(|c| c.set(parent));
         match r {
@@ -253,22 +324,27 @@ impl Coroutine {
                 // Recorded here, from the value that crossed the switch, not
                 // in `suspend`: a preemption that lands in `suspend` before
                 // its switch must not leave a stale kind behind.
-                self.state.last_suspend.set(Some(kind));
+                self.state().last_suspend.set(Some(kind));
                 Resume::Suspended(kind)
             }
-            CoroutineResult::Return(Ok(())) => Resume::Finished,
-            CoroutineResult::Return(Err(p)) => Resume::Panicked(p),
+            CoroutineResult::Return(()) => {
+                self.state().last_suspend.set(None);
+                match self.state().panic.take() {
+                    None => Resume::Finished,
+                    Some(p) => Resume::Panicked(p),
+                }
+            }
         }
     }
 
     /// `(lowest usable address above the guard page, top of the stack)`.
     pub fn stack_bounds(&self) -> (usize, usize) {
-        (self.state.stack_lo, self.state.top)
+        (self.state().stack_lo, self.state().top)
     }
 
     /// Usable size of the coroutine's stack in bytes.
     pub fn stack_size(&self) -> usize {
-        self.size
+        self.state().top - self.state().stack_lo
     }
 
     /// Whether the closure has returned or panicked.
@@ -281,10 +357,10 @@ impl Coroutine {
         self.inner.started()
     }
 
-    /// How the coroutine is suspended right now; `None` if it is new,
-    /// running or finished.
+    /// How the coroutine is suspended right now; `None` if it is new or
+    /// finished.
     pub fn last_suspend(&self) -> Option<SuspendKind> {
-        self.state.last_suspend.get()
+        self.state().last_suspend.get()
     }
 }
 
@@ -296,15 +372,27 @@ fn finished_panic() -> ! {
 
 #[cold]
 #[inline(never)]
-fn check_not_running(me: *const Running, mut p: *const Running) {
-    while !p.is_null() {
-        if p == me {
+fn layout_panic() -> ! {
+    // Only if corosensei changed where it keeps the parent link (or its
+    // `sanitizer` feature is on): `suspend` could not find the yielder.
+    panic!("urgent: unexpected corosensei stack layout; urgent-stackful needs updating")
+}
+
+/// Panics if `me` is on the chain of coroutines running on this thread,
+/// starting at `p`; returns `p`.
+#[cold]
+#[inline(never)]
+fn check_not_running(me: *const Running, p: *const Running) -> *const Running {
+    let mut q = p;
+    while !q.is_null() {
+        if q == me {
             panic!("urgent: a coroutine cannot resume itself (resume() called from inside it)");
         }
         // SAFETY: every `Running` on the chain belongs to a coroutine whose
         // `resume` is still on this thread's call stack, so it is alive.
-        p = unsafe { (*p).parent.get() };
+        q = unsafe { (*q).parent.get() };
     }
+    p
 }
 
 impl Drop for Coroutine {
@@ -312,7 +400,7 @@ impl Drop for Coroutine {
         // SAFETY: `inner` is never used again after this.
         let mut inner = unsafe { ManuallyDrop::take(&mut self.inner) };
         if !inner.done() {
-            if inner.started() && self.state.last_suspend.get() == Some(SuspendKind::Preempted) {
+            if inner.started() && self.state().last_suspend.get() == Some(SuspendKind::Preempted) {
                 // SAFETY: this skips the destructors of everything on the
                 // coroutine's stack (documented leak); it runs no code on it
                 // and leaves the stack reusable. Unwinding is not an option:
@@ -321,17 +409,25 @@ impl Drop for Coroutine {
             } else {
                 // New (drops the closure) or suspended at a call site (the
                 // pending `suspend` panics and the stack unwinds). The code
-                // that runs sees itself as the current coroutine.
-                self.state.unwinding.set(true);
-                let me: *const Running = &self.state;
+                // that runs sees itself as the current coroutine; any later
+                // `suspend` sees `unwinding` and does not switch.
+                self.state().unwinding.set(true);
                 let parent = CURRENT.with(|c| c.get());
-                self.state.parent.set(parent);
-                CURRENT.with(|c| c.set(me));
+                let parent_run = if parent.is_null() {
+                    ptr::null()
+                } else {
+                    running_of(parent)
+                };
+                self.state().parent.set(parent_run);
+                CURRENT.with(|c| c.set(yielder_of(self.run)));
                 inner.force_unwind();
                 CURRENT.with(|c| c.set(parent));
             }
         }
-        drop(inner.into_stack());
+        // The forced unwind ends in the body's catch_unwind: drop its payload
+        // (the record is raw memory that is never dropped in place).
+        drop(self.state().panic.take());
+        drop(inner.into_stack().0);
     }
 }
 
@@ -348,28 +444,44 @@ impl Drop for Coroutine {
 /// urgent_stackful::suspend(urgent_stackful::SuspendKind::Yield); // not in a coroutine
 /// ```
 ///
-/// Never inlined, on purpose: its body reads the coroutine's book-keeping
-/// through a pointer that is only valid until the switch, so it must not be
-/// preempted itself. As a function of this crate it is on the preemption deny
-/// list; inlined into user code it would not be.
-#[inline(never)]
+/// # Inlining, preemption and thread-locals
+///
+/// `suspend` is `#[inline]` so that the switch sits in its caller's frame:
+/// corosensei's switch keeps call/return balanced only if the coroutine
+/// resumes in the same frame it suspended from; an out-of-line `suspend`
+/// costs two return mispredictions per round trip (measured here: 28 ns
+/// instead of about 7 ns per resume + suspend).
+/// Inlined, its code may be interrupted by the preemption signal like any
+/// user code, so everything it touches must stay valid if the coroutine is
+/// suspended there and later resumed (after moving, or on another thread):
+/// the thread-local is read by an out-of-line call (the compiler may keep a
+/// thread-local's *address* in a register across the switch, which would be
+/// the old thread's after a migration), and what it yields, the coroutine's
+/// yielder (corosensei's parent link) and the record next to it, live on the
+/// coroutine's own stack, whose addresses never change. The switch itself
+/// re-reads the parent link, so a nested preemption before it is harmless.
+#[inline]
 pub fn suspend(kind: SuspendKind) {
-    let cur = CURRENT.with(|c| c.get());
-    if cur.is_null() {
+    let y = current_yielder();
+    if y.is_null() {
         outside_panic();
     }
-    // SAFETY: non-null CURRENT points to the running coroutine's `Running`,
-    // alive while it runs. We read what we need before switching and never
-    // touch it after the switch: the coroutine may have moved (or changed
-    // threads) by the time we are resumed.
+    // SAFETY: a non-null CURRENT is the yielder of the coroutine running on
+    // this thread, i.e. the one whose stack this code runs on: the parent
+    // link on that stack, with the coroutine's record next to it, both valid
+    // until the coroutine is dropped, which cannot happen while it runs.
     unsafe {
-        let run = &*cur;
-        if run.unwinding.get() {
-            return unwinding_suspend(run, kind);
+        if (*running_of(y)).unwinding.get() {
+            return unwinding_suspend(&*running_of(y), kind);
         }
-        let yielder = run.yielder.get();
-        (*yielder).suspend(kind);
+        (*y).suspend(kind);
     }
+}
+
+/// This thread's `CURRENT`. Never inlined: see [`suspend`].
+#[inline(never)]
+fn current_yielder() -> *const Y {
+    CURRENT.with(|c| c.get())
 }
 
 #[cold]

@@ -18,7 +18,6 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::num::NonZeroUsize;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -430,22 +429,6 @@ impl Drop for Stack {
         if let Some(raw) = thread_put(raw) {
             global_put(raw);
         }
-    }
-}
-
-// SAFETY: the mapping has a guard page at its low end (installed in
-// `RawStack::map`, never removed while the stack exists), at least 16 KiB of
-// usable memory, and `base`/`limit` are page aligned, hence aligned to
-// STACK_ALIGNMENT. `limit` includes the guard page as the trait requires.
-unsafe impl corosensei::stack::Stack for Stack {
-    #[inline]
-    fn base(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.raw.top).expect("stack top is never null")
-    }
-
-    #[inline]
-    fn limit(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.raw.map_lo()).expect("stack mapping is never at 0")
     }
 }
 
