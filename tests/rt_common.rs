@@ -1052,26 +1052,31 @@ rt_test! {
 
             // A thread wakes them in a tight loop while the runtime drops.
             let stop = Arc::new(AtomicBool::new(false));
+            let wakes = Arc::new(AtomicUsize::new(0));
             let waker_thread = {
                 let slot = slot.clone();
                 let stop = stop.clone();
+                let wakes = wakes.clone();
                 thread::spawn(move || {
                     let w = slot.lock().unwrap().clone().unwrap();
-                    let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         w.wake_by_ref();
-                        n += 1;
+                        wakes.fetch_add(1, Ordering::Relaxed);
                     }
                     // The last reference to a task may now be this waker,
                     // outliving its runtime.
                     w.wake();
-                    n
                 })
             };
-            thread::sleep(ms(5));
+            // Drop only once the thread is really waking.
+            let start = Instant::now();
+            while wakes.load(Ordering::Relaxed) < 100 {
+                assert!(start.elapsed() < HANG, "the waker thread never ran");
+                thread::yield_now();
+            }
             drop(rt);
             stop.store(true, Ordering::Relaxed);
-            assert!(waker_thread.join().unwrap() > 0);
+            waker_thread.join().unwrap();
             slot.lock().unwrap().take();
             assert_eq!(Arc::strong_count(&alive), 1);
         });
