@@ -11,10 +11,12 @@
 //! the quantum expired (sysmon wake-up + tgkill + delivery), p50/p99.
 //!
 //! `cargo bench --bench preempt_cost` (quick); `URGENT_BENCH_LONG=1` for
-//! longer runs and more repetitions.
+//! longer runs and more repetitions; `URGENT_BENCH_ROUNDTRIPS=N` sets the
+//! number of request round trips.
 
 use std::cell::Cell;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use urgent_preempt::{Config, Preemptor};
 
@@ -25,9 +27,20 @@ thread_local! {
 }
 
 static LATENESS_NS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+/// Nanoseconds since `base()` at the last hook entry (request round trips).
+static HOOK_AT_NS: AtomicU64 = AtomicU64::new(0);
+
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
 
 fn hook() {
     let now = Instant::now();
+    HOOK_AT_NS.store(
+        now.duration_since(base()).as_nanos() as u64,
+        Ordering::Release,
+    );
     if let Some(start) = RUN_START.with(|c| c.get()) {
         let late = now.saturating_duration_since(start + QUANTUM.with(|q| q.get()));
         if let Ok(mut v) = LATENESS_NS.try_lock() {
@@ -124,6 +137,64 @@ fn pct(v: &mut [u64], p: f64) -> u64 {
     }
     v.sort_unstable();
     v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Another thread calls `Slot::request_preempt` `n` times, each time waiting
+/// for the hook, while the victim loops on `work(chunk)`. Returns request ->
+/// hook latencies (ns), the victim's CPU time, its iterations and the
+/// number of preemptions.
+fn request_round_trips(n: usize, chunk: u64) -> (Vec<u64>, Duration, u64, u64) {
+    // A quantum long enough that sysmon never interferes.
+    let p = Preemptor::start(
+        Config {
+            quantum: Duration::from_secs(3600),
+            ..Config::default()
+        },
+        1,
+    )
+    .unwrap();
+    let slot = p.slot(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let victim = {
+        let slot = slot.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            slot.register_current_thread();
+            let (lo, hi) = own_stack_bounds();
+            CTX.with(|c| c.set((Arc::as_ptr(&slot) as usize, lo, hi)));
+            let c0 = thread_cpu();
+            slot.coroutine_started(lo, hi);
+            let mut iters = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::black_box(work(std::hint::black_box(chunk)));
+                iters += chunk;
+            }
+            slot.coroutine_stopped();
+            (thread_cpu() - c0, iters)
+        })
+    };
+    let mut lat = Vec::with_capacity(n);
+    let before = slot.metrics().preemptions;
+    for i in 0..n {
+        let want = before + i as u64 + 1;
+        let t0 = base().elapsed().as_nanos() as u64;
+        while !slot.request_preempt() {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        // Sleep rather than spin: on 2 vCPUs a spinning requester would
+        // compete with the victim it is waiting for.
+        while slot.metrics().preemptions < want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        let t1 = HOOK_AT_NS.load(Ordering::Acquire);
+        if t1 > t0 {
+            lat.push(t1 - t0);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (cpu, iters) = victim.join().unwrap();
+    (lat, cpu, iters, slot.metrics().preemptions - before)
 }
 
 fn main() {
@@ -255,4 +326,21 @@ fn main() {
         let m = p.metrics();
         assert!(m.preemptions > 0, "{m:?}");
     }
+
+    // Request round trips: latency from request_preempt() on another thread
+    // to hook entry, and the victim's CPU cost per preemption.
+    let n = if long { 10_000 } else { 1_000 };
+    let n = std::env::var("URGENT_BENCH_ROUNDTRIPS")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(n);
+    let ns_per_iter = plain_cpu.as_nanos() as f64 / iters as f64;
+    let (mut lat, cpu, done, preempts) = request_round_trips(n, 20_000);
+    let extra = cpu.as_nanos() as f64 - done as f64 * ns_per_iter;
+    println!(
+        "request_preempt -> hook ({} round trips, other thread): p50 {:.1} us, p99 {:.1} us; victim cost {:.0} ns/preemption",
+        preempts,
+        pct(&mut lat, 0.5) as f64 / 1e3,
+        pct(&mut lat, 0.99) as f64 / 1e3,
+        extra / preempts.max(1) as f64
+    );
 }
