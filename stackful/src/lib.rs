@@ -41,16 +41,24 @@
 //!
 //! - A [`Coroutine`] is owned by one party at a time (it is `Send`, not
 //!   `Sync`): the executor moves it between its queues and resumes it with
-//!   `&mut`. While it runs, its book-keeping is reachable only from the
-//!   thread-local *current* pointer of the thread running it.
-//! - The current pointer is a const-initialised thread-local `Cell` of a raw
-//!   pointer, written only by [`Coroutine::resume`] (set before the switch in,
-//!   restored after the switch out) and by `Drop` around the forced unwind.
-//!   [`suspend`] only reads it, and reads everything it needs *before*
-//!   switching out: by the time it returns the coroutine may live at another
-//!   address or on another thread.
+//!   `&mut`. Its book-keeping record (parent link, current suspension kind,
+//!   unwinding flag, panic payload, stack bounds) lives in the top 128 bytes
+//!   of its own stack, right above corosensei's parent link (the `Yielder`),
+//!   so neither moves when the `Coroutine` value moves.
+//! - Each thread has one *current* pointer: a const-initialised thread-local
+//!   `Cell` holding the running coroutine's yielder (null on a plain
+//!   thread); the record is at a fixed offset from it. It is written only by
+//!   [`Coroutine::resume`] (set before the switch in, restored after the
+//!   switch out, so nested resumes stack up) and by `Drop` around the forced
+//!   unwind. [`suspend`] only reads it, through an out-of-line call, before
+//!   switching out; after the switch it touches nothing, because by then the
+//!   coroutine may run on another thread.
+//! - The suspension kind is recorded by the resumer from the value that
+//!   crossed the switch; the coroutine never writes its own record on the
+//!   fast path. The panic payload slot is written by the coroutine's root
+//!   frame and emptied by `resume` (or `Drop`).
 //! - The SIGSEGV/SIGBUS handler reads the current pointer and the guard bounds
-//!   it points to; nothing else. It allocates nothing and takes no lock. It
+//!   next to it; nothing else. It allocates nothing and takes no lock. It
 //!   runs on the alternate signal stack that [`init_thread`] installs (std's
 //!   threads also have a small one).
 //!
@@ -63,9 +71,16 @@
 //!   global pool. Pools hold no pointers into live coroutines.
 //! - On entering a pool a stack's pages below its top 16 KiB (the warm
 //!   prefix) are given back with `madvise(MADV_DONTNEED)`, so idle stacks cost
-//!   at most the warm prefix each. Pools are bounded (32 per thread, 256
-//!   global); beyond that stacks are unmapped. A thread's pool moves to the
-//!   global pool when the thread exits.
+//!   at most the warm prefix each. The syscall is skipped when canary words in
+//!   the lowest page of the warm prefix, written at the previous pooling, are
+//!   intact (the stack was not used that deep since), and forced every 64th
+//!   pooling regardless. Pools are bounded (32 per thread, 256 global); beyond
+//!   that stacks are unmapped (without the `madvise`). A thread's pool moves
+//!   to the global pool when the thread exits.
+//! - Guard pages are installed with `madvise(MADV_GUARD_INSTALL)` (Linux
+//!   6.13+), which keeps a stack to one mapping (VMA) that merges with its
+//!   neighbours: 100 000 stacks stay far below `vm.max_map_count`. Older
+//!   kernels get `mprotect(PROT_NONE)`, two VMAs per stack.
 //! - [`Stack::new`] looks in the thread's pool, then the global pool, for a
 //!   stack of the same size before mapping a new one.
 //!

@@ -317,14 +317,16 @@ fn thread_take(size: usize) -> Option<RawStack> {
         .flatten()
 }
 
-/// Offers `raw` to this thread's pool; gives it back if the pool is full or
-/// gone (thread exiting).
+/// Offers `raw` to this thread's pool, releasing its cold pages first; gives
+/// it back untouched if the pool is full or gone (thread exiting).
 fn thread_put(raw: RawStack) -> Option<RawStack> {
     let mut raw = Some(raw);
     let _ = THREAD_POOL.try_with(|p| {
         let mut p = p.borrow_mut();
         if p.0.len() < THREAD_POOL_CAP {
-            p.0.push(raw.take().expect("stack offered twice"));
+            let mut r = raw.take().expect("stack offered twice");
+            r.release_cold_pages();
+            p.0.push(r);
         }
     });
     raw
@@ -340,7 +342,14 @@ fn global_take(size: usize) -> Option<RawStack> {
     r
 }
 
-fn global_put(raw: RawStack) {
+/// Puts `raw` into the global pool, releasing its cold pages first (outside
+/// the lock), or unmaps it if the pool is full: no point in a `madvise` for
+/// a stack about to be unmapped.
+fn global_put(mut raw: RawStack) {
+    if GLOBAL_LEN.load(Ordering::Relaxed) >= GLOBAL_POOL_CAP {
+        return raw.unmap();
+    }
+    raw.release_cold_pages();
     let mut g = GLOBAL_POOL.lock().unwrap_or_else(|e| e.into_inner());
     if g.len() < GLOBAL_POOL_CAP {
         g.push(raw);
@@ -419,13 +428,12 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let mut raw = RawStack {
+        let raw = RawStack {
             top: self.raw.top,
             size: self.raw.size,
             canary: self.raw.canary,
             clean_reuses: self.raw.clean_reuses,
         };
-        raw.release_cold_pages();
         if let Some(raw) = thread_put(raw) {
             global_put(raw);
         }
@@ -513,6 +521,31 @@ mod tests {
         let s = Stack::new(size).unwrap();
         assert_eq!(s.raw.clean_reuses, 0);
         assert!(s.raw.canary_intact());
+    }
+
+    #[test]
+    fn mprotect_guard_fallback() {
+        // Force the pre-6.13 path (other tests running meanwhile just get
+        // mprotect guards too, which is equally correct).
+        let before = NO_GUARD_ADVICE.swap(true, Ordering::Relaxed);
+        let raw = RawStack::map(24 * 1024).unwrap();
+        NO_GUARD_ADVICE.store(before, Ordering::Relaxed);
+        let guard_lo = raw.map_lo();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|l| {
+                let range = l.split_whitespace().next().unwrap();
+                let (a, b) = range.split_once('-').unwrap();
+                let (a, b) = (
+                    usize::from_str_radix(a, 16).unwrap(),
+                    usize::from_str_radix(b, 16).unwrap(),
+                );
+                a <= guard_lo && guard_lo < b
+            })
+            .expect("guard page mapped");
+        assert!(line.contains(" ---p "), "guard not PROT_NONE: {line}");
+        raw.unmap();
     }
 
     #[test]
