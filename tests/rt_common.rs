@@ -43,6 +43,34 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Runs the test `name` (its path without the crate name) in a child process
+/// of this test binary, with `URGENT_TEST_CHILD=1` and `envs` set, and fails
+/// with the child's output unless it passed. For scenarios that need their
+/// own environment, or that can take the whole process down when they fail.
+fn run_in_child(name: &str, envs: &[(&str, &str)]) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("URGENT_TEST_CHILD", "1")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the child process running {name} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test:\n{stdout}"
+    );
+}
+
+fn in_child() -> bool {
+    std::env::var_os("URGENT_TEST_CHILD").is_some()
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -154,6 +182,31 @@ fn time_outside_runtime_panics() {
         let msg = panic_message(&*err);
         assert!(msg.contains("runtime"), "{msg}");
     });
+}
+
+#[test]
+fn runtime_new_uses_available_parallelism() {
+    if !in_child() {
+        return run_in_child("runtime_new_uses_available_parallelism", &[]);
+    }
+    std::env::remove_var("URGENT_WORKER_THREADS");
+    let rt = urgent::Runtime::new().unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(rt.metrics().workers(), cpus);
+}
+
+#[test]
+fn urgent_worker_threads_env_sets_the_default() {
+    if !in_child() {
+        return run_in_child(
+            "urgent_worker_threads_env_sets_the_default",
+            &[("URGENT_WORKER_THREADS", "3")],
+        );
+    }
+    let rt = urgent::Runtime::new().unwrap();
+    assert_eq!(rt.metrics().workers(), 3);
+    let rt = urgent::Builder::new().build().unwrap();
+    assert_eq!(rt.metrics().workers(), 3);
 }
 
 macro_rules! rt_test {
@@ -840,7 +893,10 @@ rt_test! {
 
             let rt = rt();
             let (tx, rx) = mpsc::channel();
-            let err = rt.block_on(rt.spawn(Boom(Some(tx)))).unwrap_err();
+            let jh = rt.spawn(Boom(Some(tx)));
+            wait_finished(&jh);
+            assert!(jh.is_finished());
+            let err = rt.block_on(jh).unwrap_err();
             assert!(err.is_panic());
             assert!(!err.is_cancelled());
             assert!(!format!("{err}").is_empty());
@@ -1158,36 +1214,21 @@ rt_test! {
         // A runtime dropped by a thread-local destructor must shut down
         // cleanly. A failure here can abort the whole process ("thread local
         // panicked on drop"), so the scenario runs in a child process.
-        if std::env::var_os("URGENT_TEST_CHILD").is_some() {
-            use std::cell::RefCell;
-            thread_local! {
-                static R: RefCell<Option<Runtime>> = const { RefCell::new(None) };
-            }
-            thread::spawn(|| {
-                R.with(|cell| *cell.borrow_mut() = Some(rt()));
-                let _rt = rt();
-            })
-            .join()
-            .unwrap();
-            return;
-        }
-        guard(|| {
+        if !super::in_child() {
             let name = concat!(module_path!(), "::runtime_in_thread_local");
             let name = name.split_once("::").unwrap().1;
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([name, "--exact", "--nocapture", "--test-threads=1"])
-                .env("URGENT_TEST_CHILD", "1")
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success(),
-                "dropping a runtime from a thread-local destructor failed ({}):\n{stderr}",
-                out.status
-            );
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
-        });
+            return guard(move || super::run_in_child(name, &[]));
+        }
+        use std::cell::RefCell;
+        thread_local! {
+            static R: RefCell<Option<Runtime>> = const { RefCell::new(None) };
+        }
+        thread::spawn(|| {
+            R.with(|cell| *cell.borrow_mut() = Some(rt()));
+            let _rt = rt();
+        })
+        .join()
+        .unwrap();
     }
 
     // ---- abort and JoinHandle ----
@@ -1540,6 +1581,84 @@ rt_test! {
             let start = Instant::now();
             drop(rt);
             assert!(start.elapsed() < Duration::from_secs(5));
+        });
+    }
+
+    #[test]
+    fn interval_bursts_missed_ticks() {
+        guard(|| {
+            let rt = rt();
+            rt.block_on(async {
+                let period = ms(10);
+                let mut iv = urgent::time::interval(period);
+                let t0 = iv.tick().await;
+                // Miss about five ticks by blocking this thread.
+                thread::sleep(ms(55));
+                // Burst (the default) delivers the missed ticks at once, each
+                // with its own scheduled instant.
+                for k in 1..=5u32 {
+                    let t = iv.tick().await;
+                    assert_eq!(t, t0 + period * k);
+                }
+            });
+        });
+    }
+
+    #[test]
+    fn sleep_far_future_does_not_panic() {
+        guard(|| {
+            let rt = rt();
+            rt.block_on(async {
+                let res =
+                    urgent::time::timeout(ms(5), urgent::time::sleep(Duration::MAX)).await;
+                assert!(res.is_err());
+                let res =
+                    urgent::time::timeout(Duration::MAX, async { 3 }).await;
+                assert_eq!(res.unwrap(), 3);
+            });
+        });
+    }
+
+    #[test]
+    fn wakeups_across_runtimes() {
+        guard(|| {
+            let rt1 = rt();
+            let rt2 = rt();
+            let (tx, rx) = oneshot::channel();
+            let (back_tx, back_rx) = oneshot::channel();
+            // Waits on rt1 for a value sent by a task on rt2, and answers.
+            let waiter = rt1.spawn(async move {
+                let v: u32 = rx.await.unwrap();
+                back_tx.send(v + 1).unwrap();
+                v
+            });
+            rt2.spawn(async move {
+                urgent::time::sleep(ms(5)).await;
+                tx.send(41).unwrap();
+            });
+            assert_eq!(rt2.block_on(back_rx).unwrap(), 42);
+            assert_eq!(rt1.block_on(waiter).unwrap(), 41);
+        });
+    }
+
+    #[test]
+    fn spawn_after_shutdown_is_cancelled() {
+        guard(|| {
+            let rt = rt();
+            let h = rt.handle().clone();
+            drop(rt);
+            let (drop_tx, drop_rx) = mpsc::channel();
+            let flag = DropFlag(drop_tx);
+            let jh = h.spawn(async move {
+                let _flag = flag;
+                1
+            });
+            drop_rx
+                .recv_timeout(HANG)
+                .expect("a task spawned after shutdown was never dropped");
+            // A JoinHandle can be awaited anywhere, also outside a runtime.
+            let err = futures::executor::block_on(jh).unwrap_err();
+            assert!(err.is_cancelled());
         });
     }
 }

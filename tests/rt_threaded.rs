@@ -402,3 +402,122 @@ fn drop_runtime_drops_every_task() {
         assert_eq!(Arc::strong_count(&alive), 1);
     });
 }
+
+#[test]
+fn block_on_from_many_threads() {
+    guard(|| {
+        let rt = rt(2);
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let h = rt.handle().clone();
+                thread::spawn(move || {
+                    h.block_on(async move {
+                        let handles: Vec<_> = (0..100u64)
+                            .map(|i| urgent::spawn(async move { t * 100 + i }))
+                            .collect();
+                        let mut sum = 0;
+                        for jh in handles {
+                            urgent::task::yield_now().await;
+                            sum += jh.await.unwrap();
+                        }
+                        sum
+                    })
+                })
+            })
+            .collect();
+        let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(total, (0..800u64).sum());
+    });
+}
+
+/// Two tasks that keep handing a message to each other always have one of
+/// them runnable (and, with a LIFO slot, always the next to run): on one
+/// worker a task spawned from outside must still get its turn.
+#[test]
+fn ping_pong_pair_does_not_starve_outside_task() {
+    guard(|| {
+        use futures::channel::mpsc::unbounded;
+        let rt = rt(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let (a_tx, mut a_rx) = unbounded::<()>();
+        let (b_tx, mut b_rx) = unbounded::<()>();
+        {
+            let (stop, rounds, b_tx) = (stop.clone(), rounds.clone(), b_tx.clone());
+            rt.spawn(async move {
+                while a_rx.next().await.is_some() {
+                    rounds.fetch_add(1, Ordering::Relaxed);
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    b_tx.unbounded_send(()).unwrap();
+                }
+            });
+        }
+        {
+            let a_tx = a_tx.clone();
+            rt.spawn(async move {
+                while b_rx.next().await.is_some() {
+                    if a_tx.unbounded_send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        a_tx.unbounded_send(()).unwrap();
+        let start = Instant::now();
+        while rounds.load(Ordering::Relaxed) < 100 {
+            assert!(start.elapsed() < HANG, "the ping-pong never started");
+            thread::sleep(Duration::from_millis(1));
+        }
+
+        let (tx, rx) = mpsc::channel();
+        rt.handle().spawn(async move {
+            tx.send(()).unwrap();
+        });
+        let res = rx.recv_timeout(Duration::from_secs(10));
+        stop.store(true, Ordering::Relaxed);
+        res.expect("a task spawned from outside starved behind a ping-pong pair");
+    });
+}
+
+/// Other threads keep spawning through a Handle while the runtime is being
+/// dropped: no panic, no deadlock, and every future is dropped in the end.
+#[test]
+fn spawn_while_runtime_drops() {
+    guard(|| {
+        let rt = rt(2);
+        let alive = Arc::new(());
+        let stop = Arc::new(AtomicBool::new(false));
+        let spawned = Arc::new(AtomicUsize::new(0));
+        let spawners: Vec<_> = (0..2)
+            .map(|_| {
+                let h = rt.handle().clone();
+                let (alive, stop, spawned) = (alive.clone(), stop.clone(), spawned.clone());
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let a = alive.clone();
+                        drop(h.spawn(async move {
+                            let _a = a;
+                            urgent::task::yield_now().await;
+                            std::future::pending::<()>().await
+                        }));
+                        spawned.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let start = Instant::now();
+        while spawned.load(Ordering::Relaxed) < 1000 {
+            assert!(start.elapsed() < HANG, "the spawning threads never ran");
+            thread::yield_now();
+        }
+        drop(rt);
+        stop.store(true, Ordering::Relaxed);
+        for s in spawners {
+            s.join()
+                .expect("Handle::spawn panicked during or after shutdown");
+        }
+        assert_eq!(Arc::strong_count(&alive), 1);
+    });
+}
