@@ -146,3 +146,61 @@ fn preempted_coroutine_migrates_between_workers() {
     assert!(out.iter().all(|r| *r == reference));
     assert!(resumes.iter().all(|&r| r >= 5), "{resumes:?}");
 }
+
+/// DESIGN §8: integer/f64 and AVX2 state bit-identical through ≥ 100k
+/// preemptions at a 100 µs quantum. Takes 10+ s of CPU, so opt-in:
+/// `cargo test -p urgent-preempt --test coroutine -- --ignored`.
+#[test]
+#[ignore]
+fn hundred_thousand_preemptions() {
+    let _s = serial();
+    let p = start();
+    let avx = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+    let gpr_ref = asm_gpr_work(200_000);
+    // SAFETY: only called when AVX2 and FMA are available.
+    let avx_ref = avx.then(|| unsafe { avx_fma_work(200_000) });
+    let slot = p.slot(0);
+    let (bad, suspensions) = std::thread::spawn(move || {
+        slot.register_current_thread();
+        let stack = DefaultStack::new(256 * 1024).unwrap();
+        let (lo, hi) = (stack.limit().get(), stack.base().get());
+        let y = Arc::new(AtomicUsize::new(0));
+        let y2 = y.clone();
+        let mut co: Coroutine<(), (), u64, DefaultStack> =
+            Coroutine::with_stack(stack, move |yl: &Yielder<(), ()>, ()| {
+                y2.store(yl as *const _ as usize, Ordering::Release);
+                YIELDER.with(|c| c.set(yl));
+                let mut bad = 0u64;
+                let end = std::time::Instant::now() + Duration::from_secs(600);
+                while PREEMPTIONS.load(Ordering::Relaxed) < 100_000
+                    && std::time::Instant::now() < end
+                {
+                    bad += u64::from(asm_gpr_work(200_000) != gpr_ref);
+                    if let Some(r) = avx_ref {
+                        // SAFETY: AVX2 and FMA were detected.
+                        bad += u64::from(unsafe { avx_fma_work(200_000) } != r);
+                    }
+                }
+                bad
+            });
+        let mut suspensions = 0u64;
+        loop {
+            YIELDER.with(|c| c.set(y.load(Ordering::Acquire) as *const _));
+            slot.coroutine_started(lo, hi);
+            let r = co.resume(());
+            slot.coroutine_stopped();
+            PREEMPTIONS.store(slot.metrics().preemptions, Ordering::Relaxed);
+            match r {
+                CoroutineResult::Yield(()) => suspensions += 1,
+                CoroutineResult::Return(bad) => break (bad, suspensions),
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    eprintln!("100k: {suspensions} suspensions, {:?}", p.metrics());
+    assert_eq!(bad, 0);
+    assert!(suspensions >= 100_000);
+}
+
+static PREEMPTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
