@@ -304,15 +304,17 @@ impl Coroutine {
     /// coroutine.
     #[inline]
     pub fn resume(&mut self) -> Resume {
-        if self.inner.done() {
-            finished_panic();
-        }
+        // First the self-resume check: a running coroutine also looks
+        // "done" to corosensei (it clears its saved stack pointer meanwhile).
         let parent = CURRENT.with(|c| c.get());
         let parent_run = if parent.is_null() {
             ptr::null()
         } else {
             check_not_running(self.run, running_of(parent))
         };
+        if self.inner.done() {
+            finished_panic();
+        }
         self.state().parent.set(parent_run);
         // `last_suspend` keeps its value while running: nobody can observe
         // it then (`self` is borrowed mutably), and it is rewritten below.
@@ -399,18 +401,22 @@ impl Drop for Coroutine {
     fn drop(&mut self) {
         // SAFETY: `inner` is never used again after this.
         let mut inner = unsafe { ManuallyDrop::take(&mut self.inner) };
-        if !inner.done() {
-            if inner.started() && self.state().last_suspend.get() == Some(SuspendKind::Preempted) {
+        if !inner.started() {
+            // New: this only drops the closure, on this thread's stack, like
+            // any value; the coroutine never ran, so it is not made current.
+            inner.force_unwind();
+        } else if !inner.done() {
+            if self.state().last_suspend.get() == Some(SuspendKind::Preempted) {
                 // SAFETY: this skips the destructors of everything on the
                 // coroutine's stack (documented leak); it runs no code on it
                 // and leaves the stack reusable. Unwinding is not an option:
                 // the interrupted PC is not a call site.
                 unsafe { inner.force_reset() };
             } else {
-                // New (drops the closure) or suspended at a call site (the
-                // pending `suspend` panics and the stack unwinds). The code
-                // that runs sees itself as the current coroutine; any later
-                // `suspend` sees `unwinding` and does not switch.
+                // Suspended at a call site: the pending `suspend` panics and
+                // the stack unwinds. The code that runs sees itself as the
+                // current coroutine; any later `suspend` sees `unwinding` and
+                // does not switch.
                 self.state().unwinding.set(true);
                 let parent = CURRENT.with(|c| c.get());
                 let parent_run = if parent.is_null() {

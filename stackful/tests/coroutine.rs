@@ -447,3 +447,29 @@ fn last_suspend_tracks_the_current_suspension() {
     assert!(matches!(co.resume(), Resume::Finished));
     assert_eq!(co.last_suspend(), None);
 }
+
+#[test]
+fn resume_from_inside_itself_panics() {
+    let addr = Arc::new(AtomicUsize::new(0));
+    let a = addr.clone();
+    let mut co = Box::new(Coroutine::new(stack(), move || {
+        let p = a.load(SeqCst) as *mut Coroutine;
+        // SAFETY: deliberately wrong (a second `&mut` to the running
+        // coroutine) to check that `resume` refuses before touching anything.
+        let me = unsafe { &mut *p };
+        me.resume();
+    }));
+    addr.store(&mut *co as *mut Coroutine as usize, SeqCst);
+    match co.resume() {
+        Resume::Panicked(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .copied()
+                .or(p.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("");
+            assert!(msg.contains("cannot resume itself"), "{msg}");
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    assert!(!in_coroutine());
+}
