@@ -41,7 +41,7 @@
 //! |---|---|---|
 //! | `tid` | worker (`register_current_thread`), cleared at thread exit | sysmon (tgkill target) |
 //! | `tick`, `state`, `run_start`, `stack_lo/hi` | worker only | sysmon, handler, `should_yield` |
-//! | `request_tick` | sysmon (sets it to the overrunning run's tick); handler (clears it when it pushes the call) | handler, `should_yield` |
+//! | `request_tick` | sysmon (sets it to the overrunning run's tick), any thread via `Slot::request_preempt`; handler (clears it when it pushes the call) | handler, `should_yield` |
 //! | `signal_pending` | sysmon (before tgkill); handler (clears it) | sysmon (coalescing, Go's `signalPending`) |
 //! | `ack` | handler (every SIGURG on the thread, Go's `preemptGen`) | anyone (diagnostics) |
 //! | `pushed` | handler (set when it pushes the call); trampoline (clears it before the hook) | handler |
