@@ -73,7 +73,7 @@
 //!   prefix) are given back with `madvise(MADV_DONTNEED)`, so idle stacks cost
 //!   at most the warm prefix each. The syscall is skipped when canary words in
 //!   the lowest page of the warm prefix, written at the previous pooling, are
-//!   intact (the stack was not used that deep since), and forced every 64th
+//!   intact (the stack was not used that deep since), and forced every 1024th
 //!   pooling regardless. Pools are bounded (32 per thread, 256 global); beyond
 //!   that stacks are unmapped (without the `madvise`). A thread's pool moves
 //!   to the global pool when the thread exits.

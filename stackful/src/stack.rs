@@ -128,7 +128,7 @@ const CANARY: u64 = 0x5a17_c0de_d00d_f00d;
 const CANARY_STRIDE: usize = 256;
 /// Release the cold pages at least every this many poolings, whatever the
 /// canary says.
-const MAX_CLEAN_REUSES: u32 = 64;
+const MAX_CLEAN_REUSES: u32 = 1024;
 
 fn warm_prefix() -> usize {
     WARM_PREFIX.max(page_size())
