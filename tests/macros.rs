@@ -73,6 +73,12 @@ async fn test_should_panic_is_kept() {
     panic!("boom in an urgent test");
 }
 
+#[should_panic(expected = "attribute before the macro")]
+#[urgent::test(worker_threads = 1)]
+async fn test_attribute_before_the_macro_is_kept() {
+    panic!("attribute before the macro");
+}
+
 #[urgent::test]
 async fn test_body_need_not_be_send() {
     // block_on does not require Send: a non-Send value may live across .await.
