@@ -9,6 +9,8 @@
 //! - `coroutine/resume_suspend`: one `resume()` into a coroutine that
 //!   immediately calls `suspend(Yield)`: a full round trip (two switches).
 //!   Target (DESIGN §7): ≤ 5 ns.
+//! - `coroutine/resume_suspend_via_call`: the same with `suspend` called from
+//!   a non-inlined function, as from an executor's `checkpoint()`.
 //! - `coroutine/corosensei_resume_suspend_baseline`: the same with corosensei
 //!   alone, to read the first one as a ratio on a noisy machine.
 //! - `coroutine/new_run_drop_empty`: `Stack::new` (pooled) + `Coroutine::new`
@@ -49,6 +51,27 @@ fn bench_switch(c: &mut Criterion) {
         suspend(SuspendKind::Yield);
     });
     g.bench_function("resume_suspend", |b| {
+        b.iter(|| match co.resume() {
+            Resume::Suspended(k) => {
+                black_box(k);
+            }
+            _ => unreachable!(),
+        })
+    });
+    drop(co);
+
+    // The same, but suspending from inside a function that is not inlined
+    // (as when user code calls an executor function that suspends): the
+    // coroutine then resumes one frame deeper than the switch returns to,
+    // which costs return-address mispredictions.
+    #[inline(never)]
+    fn checkpoint_like() {
+        suspend(SuspendKind::Yield);
+    }
+    let mut co = Coroutine::new(Stack::new(DEFAULT_STACK_SIZE).unwrap(), || loop {
+        checkpoint_like();
+    });
+    g.bench_function("resume_suspend_via_call", |b| {
         b.iter(|| match co.resume() {
             Resume::Suspended(k) => {
                 black_box(k);
