@@ -467,6 +467,19 @@ impl Slot {
         true
     }
 
+    /// What the worker is doing now, for diagnostics (`URGENT_SCHEDTRACE`):
+    /// a racy snapshot, never used for decisions.
+    pub fn activity(&self) -> Activity {
+        match self.w.state.load(Ordering::Relaxed) {
+            RUNNING_FUTURE => Activity::Future,
+            RUNNING_COROUTINE => {
+                let start = self.w.run_start.load(Ordering::Relaxed);
+                Activity::Coroutine(Duration::from_nanos(now_ns().saturating_sub(start)))
+            }
+            _ => Activity::Idle,
+        }
+    }
+
     /// Index of this slot in its [`Preemptor`].
     pub fn index(&self) -> usize {
         self.index
@@ -501,6 +514,17 @@ impl Slot {
         self.s.request_tick.load(Ordering::Relaxed) == tick
             || now_ns().saturating_sub(self.w.run_start.load(Ordering::Relaxed)) >= self.quantum_ns
     }
+}
+
+/// What a worker is doing, from [`Slot::activity`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activity {
+    /// Runtime code, or parked.
+    Idle,
+    /// Polling a plain future.
+    Future,
+    /// Running a coroutine, for this long so far.
+    Coroutine(Duration),
 }
 
 /// One per runtime: owns the per-worker slots and the sysmon thread

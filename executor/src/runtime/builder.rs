@@ -168,6 +168,7 @@ impl Builder {
             migrate_preempted: self.migrate_preempted,
             no_preempt_in: self.no_preempt_in.clone(),
             async_preempt,
+            schedtrace: super::schedtrace::period_from_env()?,
         })
     }
 }

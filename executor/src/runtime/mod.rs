@@ -5,6 +5,7 @@ mod builder;
 pub(crate) mod context;
 pub(crate) mod driver;
 mod park;
+mod schedtrace;
 pub(crate) mod scheduler;
 
 pub use builder::{Builder, DEFAULT_QUANTUM, DEFAULT_STACK_SIZE, MIN_QUANTUM, MIN_STACK_SIZE};
@@ -33,6 +34,8 @@ pub(crate) struct Config {
     pub(crate) migrate_preempted: bool,
     pub(crate) no_preempt_in: Vec<String>,
     pub(crate) async_preempt: bool,
+    /// `URGENT_SCHEDTRACE` period.
+    pub(crate) schedtrace: Option<Duration>,
 }
 
 /// The urgent runtime: worker threads, run queues, timers and the I/O
@@ -106,6 +109,9 @@ impl Runtime {
                     return Err(e);
                 }
             }
+        }
+        if let Some(period) = shared.config.schedtrace {
+            schedtrace::start(&shared, period)?;
         }
         Ok(Runtime {
             handle: Handle { shared },

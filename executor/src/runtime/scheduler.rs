@@ -91,6 +91,8 @@ pub(crate) struct Remote {
     /// Bound CPU tasks scheduled from other threads.
     inbox: Mutex<VecDeque<TaskRef>>,
     inbox_len: AtomicUsize,
+    /// Length of the worker's pinned queue, published for schedtrace.
+    pinned_len: AtomicUsize,
     pub(crate) metrics: WorkerMetrics,
 }
 
@@ -156,6 +158,7 @@ impl Shared {
                 parker: Parker::new(),
                 inbox: Mutex::new(VecDeque::new()),
                 inbox_len: AtomicUsize::new(0),
+                pinned_len: AtomicUsize::new(0),
                 metrics: WorkerMetrics::default(),
             })
             .collect();
@@ -312,6 +315,7 @@ impl Shared {
             match core.as_mut() {
                 Some(core) if core.index == worker && Arc::ptr_eq(&core.shared, self) => {
                     core.pinned.push_back(task);
+                    core.publish_pinned_len();
                     None
                 }
                 _ => Some(task),
@@ -347,6 +351,27 @@ impl Shared {
             i
         };
         self.remotes[woken].parker.unpark(self);
+    }
+
+    /// (parked workers, searching workers), for schedtrace.
+    pub(crate) fn idle_counts(&self) -> (usize, usize) {
+        (
+            self.idle.num_idle.load(Relaxed),
+            self.idle.num_searching.load(Relaxed),
+        )
+    }
+
+    pub(crate) fn injector_len(&self) -> usize {
+        self.injector.len()
+    }
+
+    /// (stealable queue length, bound CPU tasks waiting) of worker `i`.
+    pub(crate) fn queue_lens(&self, i: usize) -> (usize, usize) {
+        let r = &self.remotes[i];
+        (
+            r.stealer.len(),
+            r.pinned_len.load(Relaxed) + r.inbox_len.load(Relaxed),
+        )
     }
 
     fn has_work(&self) -> bool {
@@ -441,6 +466,20 @@ impl Shared {
 }
 
 impl Core {
+    fn publish_pinned_len(&self) {
+        self.shared.remotes[self.index]
+            .pinned_len
+            .store(self.pinned.len(), Relaxed);
+    }
+
+    fn next_task(&mut self) -> Option<TaskRef> {
+        let t = self.next_task_inner();
+        if t.is_some() {
+            self.publish_pinned_len();
+        }
+        t
+    }
+
     fn push_local(&mut self, task: TaskRef, kind: Schedule) {
         let displaced = match kind {
             Schedule::Wake => self.lifo.replace(task),
@@ -461,7 +500,7 @@ impl Core {
         }
     }
 
-    fn next_task(&mut self) -> Option<TaskRef> {
+    fn next_task_inner(&mut self) -> Option<TaskRef> {
         let remote = &self.shared.remotes[self.index];
         if remote.inbox_len.load(Acquire) > 0 {
             let mut inbox = remote.inbox.lock().unwrap_or_else(|e| e.into_inner());

@@ -151,6 +151,9 @@ where
         // take the worker down.
         let _ = catch_unwind(AssertUnwindSafe(move || drop(old)));
 
+        // Leave the owned list before anyone can observe completion, so a
+        // joiner sees an accurate live-task count.
+        self.header.shared.owned.remove(&self.header);
         let prev = self
             .header
             .state
@@ -163,8 +166,6 @@ where
             let out = std::mem::replace(&mut *self.stage(), Stage::Consumed);
             let _ = catch_unwind(AssertUnwindSafe(move || drop(out)));
         }
-        let shared = &self.header.shared;
-        shared.owned.remove(&self.header);
     }
 
     fn poll_future(self: &Arc<Self>) -> Poll<Result<F::Output, JoinError>> {

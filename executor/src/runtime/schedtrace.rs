@@ -1,0 +1,95 @@
+//! `URGENT_SCHEDTRACE=<ms>`: one line of scheduler state per period on
+//! stderr, in the spirit of Go's `GODEBUG=schedtrace=<ms>`.
+//!
+//! ```text
+//! SCHED 1003ms: workers=2 parked=0 searching=0 injector=0 live=5 spawned=9 polls=812 steals=3 preempt(req=96 done=96 declined=0) long_polls=0 [0: coroutine 4.1ms q=0 pinned=1] [1: future q=2 pinned=0]
+//! ```
+//!
+//! Per worker: what it runs (`idle`, `future`, or `coroutine` with how long
+//! the current run has lasted), the length of its stealable queue (`q`) and
+//! of its bound CPU tasks (`pinned`). The reader thread only loads atomics;
+//! it never takes a scheduler lock, so tracing does not perturb what it
+//! traces beyond a wake-up per period.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use super::scheduler::Shared;
+use crate::metrics::RuntimeMetrics;
+
+/// Parses `URGENT_SCHEDTRACE`; `None` when unset, empty or zero.
+pub(crate) fn period_from_env() -> std::io::Result<Option<Duration>> {
+    match std::env::var("URGENT_SCHEDTRACE") {
+        Err(_) => Ok(None),
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(0) => Ok(None),
+            Ok(ms) => Ok(Some(Duration::from_millis(ms))),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "urgent: URGENT_SCHEDTRACE={v:?} is not a whole number of milliseconds; \
+                     unset it or give e.g. URGENT_SCHEDTRACE=1000"
+                ),
+            )),
+        },
+    }
+}
+
+/// Starts the tracer thread; it exits when the runtime shuts down or is
+/// dropped.
+pub(crate) fn start(shared: &Arc<Shared>, period: Duration) -> std::io::Result<()> {
+    let weak = Arc::downgrade(shared);
+    std::thread::Builder::new()
+        .name("urgent-schedtrace".into())
+        .spawn(move || run(weak, period))
+        .map(drop)
+}
+
+fn run(weak: Weak<Shared>, period: Duration) {
+    let start = Instant::now();
+    loop {
+        std::thread::sleep(period);
+        let Some(shared) = weak.upgrade() else { return };
+        if shared.is_shutdown() {
+            return;
+        }
+        eprintln!("{}", line(&shared, start.elapsed()));
+    }
+}
+
+/// One trace line.
+pub(crate) fn line(shared: &Shared, elapsed: Duration) -> String {
+    let m = RuntimeMetrics::collect(shared);
+    let (parked, searching) = shared.idle_counts();
+    let mut s = format!(
+        "SCHED {}ms: workers={} parked={} searching={} injector={} live={} spawned={} polls={} \
+         steals={} preempt(req={} done={} declined={}) long_polls={}",
+        elapsed.as_millis(),
+        m.workers(),
+        parked,
+        searching,
+        shared.injector_len(),
+        m.live_tasks(),
+        m.tasks_spawned(),
+        m.polls(),
+        m.steals(),
+        m.preempt_requests(),
+        m.preemptions(),
+        m.preempt_declined(),
+        m.long_polls(),
+    );
+    for i in 0..shared.remotes.len() {
+        let (queued, pinned) = shared.queue_lens(i);
+        let activity = match shared.preemptor.slot(i).activity() {
+            urgent_preempt::Activity::Idle => "idle".to_string(),
+            urgent_preempt::Activity::Future => "future".to_string(),
+            urgent_preempt::Activity::Coroutine(d) => {
+                format!("coroutine {:.1}ms", d.as_secs_f64() * 1e3)
+            }
+        };
+        let _ = write!(s, " [{i}: {activity} q={queued} pinned={pinned}]");
+    }
+    s
+}
