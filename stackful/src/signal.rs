@@ -144,7 +144,8 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     }
 }
 
-/// An alternate signal stack owned by one thread.
+/// An alternate signal stack owned by one thread (`len == 0`: a big enough
+/// one was already installed by someone else, and is not ours to free).
 struct AltStack {
     /// Start of the mapping (a guard page, then the stack).
     map: usize,
@@ -153,6 +154,9 @@ struct AltStack {
 
 impl Drop for AltStack {
     fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
         let guard = page_size();
         // SAFETY: we only disable the alternate stack if it is still ours
         // (std may already have disabled it at thread exit), and only unmap
@@ -225,7 +229,8 @@ fn install_alt_stack() -> io::Result<AltStack> {
 /// Per-thread set-up for threads that run coroutines.
 ///
 /// Installs a 64 KiB alternate signal stack for the calling thread (mapped
-/// with a guard page, freed when the thread exits), big enough for the
+/// with a guard page, freed when the thread exits; an enabled one of at
+/// least that size that is already in place is kept), big enough for the
 /// kernel's signal frame with full XSAVE state plus a handler, so signal
 /// handlers never run on a small coroutine stack. Once per process, it also
 /// installs the SIGSEGV/SIGBUS handler that reports a coroutine stack
@@ -249,11 +254,20 @@ pub fn init_thread() {
             return;
         }
         // SAFETY: querying the current alternate stack with valid pointers.
-        let on_alt = unsafe {
+        let cur = unsafe {
             let mut cur: libc::stack_t = mem::zeroed();
-            libc::sigaltstack(ptr::null(), &mut cur) == 0 && cur.ss_flags & libc::SS_ONSTACK != 0
+            if libc::sigaltstack(ptr::null(), &mut cur) != 0 {
+                cur.ss_flags = libc::SS_DISABLE;
+            }
+            cur
         };
-        if on_alt {
+        if cur.ss_flags & libc::SS_ONSTACK != 0 {
+            return;
+        }
+        if cur.ss_flags & libc::SS_DISABLE == 0 && cur.ss_size >= ALT_STACK_SIZE {
+            // Someone (e.g. the preempt crate) already gave this thread one
+            // that is big enough: keep it.
+            *slot = Some(AltStack { map: 0, len: 0 });
             return;
         }
         match install_alt_stack() {
@@ -289,6 +303,46 @@ mod tests {
         assert!(std::str::from_utf8(&buf[..n])
             .unwrap()
             .contains(" 1048576 KiB "));
+    }
+
+    #[test]
+    fn init_thread_keeps_a_big_enough_alt_stack() {
+        std::thread::spawn(|| {
+            let len = 2 * ALT_STACK_SIZE;
+            // SAFETY: a fresh anonymous mapping, installed as this thread's
+            // alternate stack, disabled and unmapped before the thread ends.
+            unsafe {
+                let map = libc::mmap(
+                    ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(map, libc::MAP_FAILED);
+                let st = libc::stack_t {
+                    ss_sp: map,
+                    ss_flags: 0,
+                    ss_size: len,
+                };
+                assert_eq!(libc::sigaltstack(&st, ptr::null_mut()), 0);
+                init_thread();
+                assert!(thread_initialized());
+                let mut cur: libc::stack_t = mem::zeroed();
+                assert_eq!(libc::sigaltstack(ptr::null(), &mut cur), 0);
+                assert_eq!(cur.ss_sp, map, "init_thread replaced a big enough stack");
+                let off = libc::stack_t {
+                    ss_sp: ptr::null_mut(),
+                    ss_flags: libc::SS_DISABLE,
+                    ss_size: 0,
+                };
+                libc::sigaltstack(&off, ptr::null_mut());
+                libc::munmap(map, len);
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
