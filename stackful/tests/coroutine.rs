@@ -473,3 +473,11 @@ fn resume_from_inside_itself_panics() {
     }
     assert!(!in_coroutine());
 }
+
+#[test]
+fn send_bounds() {
+    fn send<T: Send>() {}
+    send::<Stack>();
+    send::<Coroutine>();
+    send::<Resume>();
+}
