@@ -241,13 +241,19 @@ fn should_yield_past_quantum_and_on_request() {
     assert!(!urgent_preempt::should_yield(), "non-worker thread");
     let p = preemptor(1000, false, 1);
     assert!(!p.async_enabled());
+    assert_eq!(p.slot(0).activity(), urgent_preempt::Activity::Idle);
     let ((saw, no_coro), m, _) = run_on_slot(&p, 0, |slot| {
         let saw = wait_until(urgent_preempt::should_yield);
+        assert!(matches!(
+            slot.activity(),
+            urgent_preempt::Activity::Coroutine(d) if d >= Duration::from_micros(1000)
+        ));
         // Wait for sysmon's request too.
         wait_until(|| slot.metrics().preempt_requests >= 1);
         slot.coroutine_stopped();
         let no_coro = !urgent_preempt::should_yield();
         slot.future_started();
+        assert_eq!(slot.activity(), urgent_preempt::Activity::Future);
         let no_fut = !urgent_preempt::should_yield();
         slot.idle();
         let (lo, hi) = own_stack_bounds();
