@@ -1,0 +1,551 @@
+//! Latency under CPU load: urgent against tokio and Go (DESIGN §7).
+//!
+//! ```text
+//! cargo bench --bench latency            # quick, about a minute
+//! cargo bench --bench latency -- --long  # or URGENT_BENCH_LONG=1: longer windows
+//! ```
+//!
+//! 1. **One worker**: a call-free spinner plus a task sleeping 1 ms in a loop;
+//!    the sleep's overshoot. urgent at the default 10 ms quantum and at 1 ms,
+//!    tokio (the spinner is a plain future; it stops after the window, which is
+//!    the only time the sleeper wakes), and Go (`benches/go/sleeper.go`,
+//!    `GOMAXPROCS=1`) when `go` is on PATH.
+//! 2. **All workers**: 2 × workers call-free CPU hogs of ~200 ms each,
+//!    respawned, plus a 1 ms ticker; the ticker's lateness against its
+//!    schedule and the hogs' throughput. urgent (10 ms, 1 ms), tokio with the
+//!    hogs as plain futures, tokio with the hogs in `spawn_blocking`. (No TCP
+//!    echo under hogs yet: `urgent::net` does not exist in this tree.)
+//! 3. **Quantum sweep**: the scenario-2 load on urgent at 100 µs, 1 ms and
+//!    10 ms, against a quantum longer than any hog (no preemption): ticker
+//!    p99 and hog throughput lost.
+//!
+//! Prints tables and a markdown block for BENCHMARKS.md, and writes SVG plots
+//! to `docs/` (`latency-one-worker-cdf.svg`, `latency-all-workers-cdf.svg`,
+//! `latency-quantum-sweep.svg`). The scenario code of 2 and 3 is the README
+//! demo's (`examples/hogs.rs`).
+
+#[path = "../examples/hogs.rs"]
+#[allow(dead_code)]
+mod hogs;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hogs::{fmt_dur, Kind, Load, Outcome, Work};
+
+const SLEEP: Duration = Duration::from_millis(1);
+
+/// Scenario 1 on urgent: overshoot of 1 ms sleeps next to a spinner.
+fn one_worker_urgent(quantum: Duration, window: Duration, work: Work) -> Outcome {
+    let rt = urgent::Builder::new()
+        .worker_threads(1)
+        .quantum(quantum)
+        .build()
+        .expect("urgent runtime");
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let sleeper = {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            let mut v = Vec::new();
+            loop {
+                let t = Instant::now();
+                urgent::time::sleep(SLEEP).await;
+                v.push(overshoot(t));
+                if stop.load(Relaxed) {
+                    return v;
+                }
+            }
+        })
+    };
+    let spinner = {
+        let (stop, done) = (stop.clone(), done.clone());
+        rt.spawn_cpu(move || hogs::spin(u64::MAX, work.chunk, &stop, &done))
+    };
+    let p0 = rt.metrics().preemptions();
+    std::thread::sleep(window);
+    stop.store(true, Relaxed);
+    let samples = rt.block_on(sleeper).unwrap();
+    rt.block_on(spinner).unwrap();
+    let preemptions = rt.metrics().preemptions() - p0;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let mut o = Outcome::from_samples(
+        format!("urgent, quantum {}", fmt_dur(quantum)),
+        samples,
+        0.0,
+    );
+    o.preemptions = Some(preemptions);
+    o
+}
+
+/// Scenario 1 on tokio: the spinner is a plain future; it stops after `window`.
+fn one_worker_tokio(window: Duration, work: Work) -> Outcome {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let sleeper = {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            let mut v = Vec::new();
+            loop {
+                let t = Instant::now();
+                tokio::time::sleep(SLEEP).await;
+                v.push(overshoot(t));
+                if stop.load(Relaxed) {
+                    return v;
+                }
+            }
+        })
+    };
+    let spinner = {
+        let (stop, done) = (stop.clone(), done.clone());
+        rt.spawn(async move { hogs::spin(u64::MAX, work.chunk, &stop, &done) })
+    };
+    std::thread::sleep(window);
+    stop.store(true, Relaxed);
+    let samples = rt.block_on(sleeper).unwrap();
+    rt.block_on(spinner).unwrap();
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Outcome::from_samples(
+        "tokio (spinner stops after the window)".into(),
+        samples,
+        0.0,
+    )
+}
+
+fn overshoot(t: Instant) -> u64 {
+    t.elapsed().saturating_sub(SLEEP).as_nanos() as u64
+}
+
+/// Scenario 1 in Go, if `go` is on PATH: builds `benches/go/sleeper.go` into
+/// the target directory and runs it with GOMAXPROCS=1.
+fn one_worker_go(window: Duration) -> Result<(Outcome, String), String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/go/sleeper.go");
+    let dir = hogs::target_dir().join("go");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let bin = dir.join("sleeper");
+    let build = Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .env("GOCACHE", dir.join("cache"))
+        .env("GO111MODULE", "off")
+        .output()
+        .map_err(|e| format!("`go` is not on PATH ({e})"))?;
+    if !build.status.success() {
+        return Err(format!(
+            "go build failed: {}",
+            String::from_utf8_lossy(&build.stderr)
+        ));
+    }
+    let out = Command::new(&bin)
+        .arg("-secs")
+        .arg(format!("{}", window.as_secs_f64()))
+        .env("GOMAXPROCS", "1")
+        .output()
+        .map_err(|e| format!("run {}: {e}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("go="))
+        .ok_or("sleeper.go printed no result line")?
+        .to_string();
+    let version = header
+        .split_whitespace()
+        .next()
+        .unwrap_or("go=?")
+        .trim_start_matches("go=")
+        .to_string();
+    let samples: Vec<u64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("samples_us:"))
+        .ok_or("sleeper.go printed no samples")?
+        .split_whitespace()
+        .filter_map(|s| s.parse::<i64>().ok())
+        .map(|us| us.max(0) as u64 * 1000)
+        .collect();
+    Ok((
+        Outcome::from_samples(format!("Go {version}, GOMAXPROCS=1"), samples, 0.0),
+        header,
+    ))
+}
+
+fn docs_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    std::fs::create_dir_all(&dir).expect("create docs/");
+    dir
+}
+
+fn ms(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Markdown table of lateness percentiles (+ optional extra columns).
+fn md_table(
+    first: &str,
+    outcomes: &[&Outcome],
+    extra_head: &[&str],
+    extra: &dyn Fn(&Outcome) -> Vec<String>,
+) -> String {
+    let mut s = format!("| {first} | n | p50 ms | p99 ms | p99.9 ms | max ms |");
+    for h in extra_head {
+        s += &format!(" {h} |");
+    }
+    s += "\n|---|---:|---:|---:|---:|---:|";
+    for _ in extra_head {
+        s += "---:|";
+    }
+    s += "\n";
+    for o in outcomes {
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            o.label,
+            o.sorted_ns.len(),
+            ms(o.ms(50.0)),
+            ms(o.ms(99.0)),
+            ms(o.ms(99.9)),
+            ms(o.max_ms())
+        );
+        for e in extra(o) {
+            s += &format!(" {e} |");
+        }
+        s += "\n";
+    }
+    s
+}
+
+/// Share of the window the runtime's threads waited for a CPU (see
+/// `hogs::run_delay_ns`).
+fn os_wait(o: &Outcome) -> String {
+    o.os_wait
+        .map_or("-".into(), |w| format!("{:.0} %", w * 100.0))
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+fn plot_sweep(
+    path: &Path,
+    rows: &[(Duration, f64, f64)],
+    baseline_p99: f64,
+    workers: usize,
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (1100, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let root = root
+        .titled(
+            &format!(
+                "urgent quantum sweep: {} hogs of 200 ms on {workers} workers + a 1 ms ticker \
+                 (no preemption: ticker p99 {} ms)",
+                2 * workers,
+                ms(baseline_p99)
+            ),
+            ("sans-serif", 18),
+        )
+        .map_err(|e| e.to_string())?;
+    let (left, right) = root.split_horizontally(550);
+    let xs: Vec<f64> = rows.iter().map(|r| r.0.as_secs_f64() * 1e3).collect();
+    let (xlo, xhi) = (0.05f64, 20.0f64);
+    let panels: [(&DrawingArea<SVGBackend, _>, &str, Vec<f64>); 2] = [
+        (
+            &left,
+            "ticker lateness p99 (ms)",
+            rows.iter().map(|r| r.1).collect(),
+        ),
+        (
+            &right,
+            "hog throughput lost vs no preemption (%)",
+            rows.iter().map(|r| r.2).collect(),
+        ),
+    ];
+    for (i, (area, desc, ys)) in panels.into_iter().enumerate() {
+        let ymax = ys.iter().cloned().fold(1.0f64, f64::max) * 1.25;
+        let ymin = ys.iter().cloned().fold(0.0f64, f64::min) * 1.25;
+        let mut chart = ChartBuilder::on(area)
+            .margin(20)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d((xlo..xhi).log_scale(), ymin..ymax)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("quantum (ms, log scale)")
+            .y_desc(desc)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let color = hogs::COLORS[i * 2];
+        let pts: Vec<(f64, f64)> = xs.iter().cloned().zip(ys.iter().cloned()).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 5, color.filled())),
+            )
+            .map_err(|e| e.to_string())?;
+        if i == 0 {
+            // The target: p99 ≤ quantum + 1 ms.
+            let target: Vec<(f64, f64)> = (0..=40)
+                .map(|k| {
+                    let x = xlo * (xhi / xlo).powf(k as f64 / 40.0);
+                    (x, x + 1.0)
+                })
+                .filter(|&(_, y)| y <= ymax)
+                .collect();
+            chart
+                .draw_series(LineSeries::new(target, BLACK.mix(0.5).stroke_width(1)))
+                .map_err(|e| e.to_string())?
+                .label("target: quantum + 1 ms")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5).stroke_width(1))
+                });
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo test --benches` probing
+    }
+    let long = args.iter().any(|a| a == "--long")
+        || std::env::var("URGENT_BENCH_LONG").is_ok_and(|v| v == "1");
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (w1, w2) = if long {
+        (Duration::from_secs(10), Duration::from_secs(10))
+    } else {
+        (Duration::from_secs(3), Duration::from_secs(3))
+    };
+    let started = Instant::now();
+    let work = Work::calibrate();
+    let load_avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "latency bench ({} mode): {workers} CPUs, load average {}; one hog = {} iterations (~200 ms)",
+        if long { "long" } else { "quick" },
+        load_avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        work.per_hog()
+    );
+    let mut md = String::new();
+
+    // 1. One worker.
+    println!(
+        "\n## 1. one worker: call-free spinner + a task sleeping 1 ms in a loop ({} s each)\n",
+        w1.as_secs()
+    );
+    let u10 = one_worker_urgent(urgent::runtime::DEFAULT_QUANTUM, w1, work);
+    let u1 = one_worker_urgent(Duration::from_millis(1), w1, work);
+    let tk = one_worker_tokio(w1, work);
+    let go = one_worker_go(w1);
+    let mut one: Vec<&Outcome> = vec![&u10, &u1, &tk];
+    let go_note = match &go {
+        Ok((o, header)) => {
+            one.push(o);
+            format!("Go: {header}")
+        }
+        Err(e) => format!(
+            "Go: not measured: {e}. Install it (e.g. `apt-get install golang-go`) to get the Go row."
+        ),
+    };
+    let t1 = md_table("sleep overshoot", &one, &["preemptions"], &|o| {
+        vec![o.preemptions.map_or("-".into(), |p| p.to_string())]
+    });
+    println!("{t1}");
+    println!("{go_note}");
+    println!(
+        "tokio: the sleeper woke {} time(s) in {} s; its worst sleep overshot by {} ms: it never \
+         woke while the spinner ran.",
+        tk.sorted_ns.len(),
+        w1.as_secs(),
+        ms(tk.max_ms())
+    );
+    let s1a = u10.ms(99.0) <= 11.0;
+    let s1b = u1.ms(99.0) <= 1.5;
+    println!(
+        "targets: p99 ≤ 11 ms at 10 ms: {} ({} ms); p99 ≤ 1.5 ms at 1 ms: {} ({} ms)",
+        verdict(s1a),
+        ms(u10.ms(99.0)),
+        verdict(s1b),
+        ms(u1.ms(99.0))
+    );
+    md += &format!(
+        "### 1. One worker: call-free spinner + 1 ms sleep loop ({} s)\n\n{t1}\n{go_note}\n\n",
+        w1.as_secs()
+    );
+    let series: Vec<(&str, &[u64])> = one
+        .iter()
+        .map(|o| (o.label.as_str(), o.sorted_ns.as_slice()))
+        .collect();
+    let p1 = docs_dir().join("latency-one-worker-cdf.svg");
+    report_plot(
+        hogs::plot_cdf(
+            &p1,
+            "one worker: spinner + 1 ms sleep loop, sleep overshoot (CDF)",
+            "sleep overshoot (ms, log scale)",
+            &series,
+        ),
+        &p1,
+    );
+
+    // 2. All workers.
+    println!(
+        "\n## 2. all {workers} workers: {} CPU hogs of ~200 ms + a 1 ms ticker ({} s each)\n",
+        2 * workers,
+        w2.as_secs()
+    );
+    let load = Load {
+        workers,
+        hogs: 2 * workers,
+        window: w2,
+        warmup: Duration::from_millis(300),
+    };
+    let kinds = [
+        Kind::Urgent(urgent::runtime::DEFAULT_QUANTUM),
+        Kind::Urgent(Duration::from_millis(1)),
+        Kind::TokioPlain,
+        Kind::TokioBlocking,
+    ];
+    let all: Vec<Outcome> = kinds
+        .iter()
+        .map(|&k| hogs::run(k, load, work, true))
+        .collect();
+    let full = workers as f64 / hogs::HOG_LEN.as_secs_f64();
+    let thr = |o: &Outcome| {
+        vec![
+            format!(
+                "{:.2} ({:.0} %)",
+                o.hogs_per_sec,
+                o.hogs_per_sec / full * 100.0
+            ),
+            o.preemptions.map_or("-".into(), |p| p.to_string()),
+            os_wait(o),
+        ]
+    };
+    let refs: Vec<&Outcome> = all.iter().collect();
+    let t2 = md_table(
+        "ticker lateness",
+        &refs,
+        &["hogs/s (% of cores)", "preemptions", "OS wait"],
+        &thr,
+    );
+    println!("\n{t2}");
+    let s2a = all[0].ms(99.0) <= 11.0;
+    let s2b = all[1].ms(99.0) <= 2.0;
+    println!(
+        "targets: p99 ≤ quantum + 1 ms: 10 ms quantum {} ({} ms), 1 ms quantum {} ({} ms)",
+        verdict(s2a),
+        ms(all[0].ms(99.0)),
+        verdict(s2b),
+        ms(all[1].ms(99.0))
+    );
+    println!("TCP echo under hogs: not measured (urgent::net does not exist in this tree yet).");
+    md += &format!(
+        "### 2. All {workers} workers: {} CPU hogs of ~200 ms + a 1 ms ticker ({} s)\n\n{t2}\n",
+        2 * workers,
+        w2.as_secs()
+    );
+    let series: Vec<(&str, &[u64])> = all
+        .iter()
+        .map(|o| (o.label.as_str(), o.sorted_ns.as_slice()))
+        .collect();
+    let p2 = docs_dir().join("latency-all-workers-cdf.svg");
+    report_plot(
+        hogs::plot_cdf(
+            &p2,
+            &format!(
+                "all {workers} workers busy with {} hogs: 1 ms ticker lateness (CDF)",
+                2 * workers
+            ),
+            "lateness (ms, log scale)",
+            &series,
+        ),
+        &p2,
+    );
+
+    // 3. Quantum sweep.
+    println!(
+        "\n## 3. quantum sweep (scenario 2 load on urgent; 10 ms and 1 ms rows are scenario 2's)\n"
+    );
+    let none = hogs::run(Kind::Urgent(Duration::from_secs(3600)), load, work, true);
+    let q100 = hogs::run(Kind::Urgent(Duration::from_micros(100)), load, work, true);
+    let base = none.hogs_per_sec;
+    let loss = |o: &Outcome| (1.0 - o.hogs_per_sec / base) * 100.0;
+    let mut none_row = none;
+    none_row.label = "urgent, no preemption (quantum 1 h)".into();
+    let sweep: Vec<(Duration, &Outcome)> = vec![
+        (Duration::from_micros(100), &q100),
+        (Duration::from_millis(1), &all[1]),
+        (Duration::from_millis(10), &all[0]),
+    ];
+    let mut rows: Vec<&Outcome> = vec![&none_row];
+    rows.extend(sweep.iter().map(|(_, o)| *o));
+    let t3 = md_table(
+        "quantum",
+        &rows,
+        &["hogs/s", "throughput lost", "preemptions", "OS wait"],
+        &|o| {
+            vec![
+                format!("{:.2}", o.hogs_per_sec),
+                format!("{:+.1} %", loss(o)),
+                o.preemptions.map_or("-".into(), |p| p.to_string()),
+                os_wait(o),
+            ]
+        },
+    );
+    println!("{t3}");
+    md += &format!("### 3. Quantum sweep (scenario-2 load)\n\n{t3}\n");
+    let curve: Vec<(Duration, f64, f64)> = sweep
+        .iter()
+        .map(|(q, o)| (*q, o.ms(99.0), loss(o)))
+        .collect();
+    let p3 = docs_dir().join("latency-quantum-sweep.svg");
+    report_plot(plot_sweep(&p3, &curve, none_row.ms(99.0), workers), &p3);
+
+    println!("\n---- markdown for BENCHMARKS.md ----\n");
+    println!(
+        "Command: `cargo bench --bench latency{}` ({workers} CPUs, load average {}, {:.0} s)\n",
+        if long { " -- --long" } else { "" },
+        load_avg.split_whitespace().next().unwrap_or("?"),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{md}");
+    println!("---- end ----");
+}
+
+fn report_plot(r: Result<(), String>, path: &Path) {
+    match r {
+        Ok(()) => println!("plot: {}", path.display()),
+        Err(e) => println!("could not write the plot {}: {e}", path.display()),
+    }
+}
