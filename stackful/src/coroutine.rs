@@ -426,8 +426,16 @@ impl Drop for Coroutine {
                 };
                 self.state().parent.set(parent_run);
                 CURRENT.with(|c| c.set(yielder_of(self.run)));
+                // Restores the current pointer even if the unwind panics
+                // (it should not: the coroutine's root catches everything).
+                struct Restore(*const Y);
+                impl Drop for Restore {
+                    fn drop(&mut self) {
+                        CURRENT.with(|c| c.set(self.0));
+                    }
+                }
+                let _restore = Restore(parent);
                 inner.force_unwind();
-                CURRENT.with(|c| c.set(parent));
             }
         }
         // The forced unwind ends in the body's catch_unwind: drop its payload
