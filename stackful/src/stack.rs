@@ -121,8 +121,8 @@ struct RawStack {
     clean_reuses: u32,
 }
 
-/// Canary value written once per cache line into the lowest page of the warm
-/// prefix.
+/// Canary value written every `CANARY_STRIDE` bytes into the lowest page of
+/// the warm prefix.
 const CANARY: u64 = 0x5a17_c0de_d00d_f00d;
 /// One canary word per this many bytes (16 per 4 KiB page).
 const CANARY_STRIDE: usize = 256;
