@@ -548,7 +548,7 @@ fn async_preempt_off_gives_zero_preemptions() {
         return;
     }
     let rt = rt(2, Duration::from_millis(1));
-    spin_until_metrics(&rt, |m| m.preempt_requests() >= 3);
+    spin_until_metrics(&rt, |m| m.preempt_requests() >= 1);
     let m = rt.metrics();
     assert_eq!(m.preemptions(), 0, "{m:?}");
     assert!(m.preempt_requests() > 0, "sysmon still asks: {m:?}");
