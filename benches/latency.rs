@@ -66,7 +66,9 @@ fn one_worker_urgent(quantum: Duration, window: Duration, work: Work) -> Outcome
         rt.spawn_cpu(move || hogs::spin(u64::MAX, work.chunk, &stop, &done))
     };
     let p0 = rt.metrics().preemptions();
+    let probe = hogs::Probe::start();
     std::thread::sleep(window);
+    let floor = probe.finish_p99();
     stop.store(true, Relaxed);
     let samples = rt.block_on(sleeper).unwrap();
     rt.block_on(spinner).unwrap();
@@ -78,6 +80,7 @@ fn one_worker_urgent(quantum: Duration, window: Duration, work: Work) -> Outcome
         0.0,
     );
     o.preemptions = Some(preemptions);
+    o.floor_p99 = Some(floor);
     o
 }
 
@@ -108,16 +111,20 @@ fn one_worker_tokio(window: Duration, work: Work) -> Outcome {
         let (stop, done) = (stop.clone(), done.clone());
         rt.spawn(async move { hogs::spin(u64::MAX, work.chunk, &stop, &done) })
     };
+    let probe = hogs::Probe::start();
     std::thread::sleep(window);
+    let floor = probe.finish_p99();
     stop.store(true, Relaxed);
     let samples = rt.block_on(sleeper).unwrap();
     rt.block_on(spinner).unwrap();
     rt.shutdown_timeout(Duration::from_secs(1));
-    Outcome::from_samples(
+    let mut o = Outcome::from_samples(
         "tokio (spinner stops after the window)".into(),
         samples,
         0.0,
-    )
+    );
+    o.floor_p99 = Some(floor);
+    o
 }
 
 fn overshoot(t: Instant) -> u64 {
@@ -146,12 +153,14 @@ fn one_worker_go(window: Duration) -> Result<(Outcome, String), String> {
             String::from_utf8_lossy(&build.stderr)
         ));
     }
+    let probe = hogs::Probe::start();
     let out = Command::new(&bin)
         .arg("-secs")
         .arg(format!("{}", window.as_secs_f64()))
         .env("GOMAXPROCS", "1")
         .output()
         .map_err(|e| format!("run {}: {e}", bin.display()))?;
+    let floor = probe.finish_p99();
     let text = String::from_utf8_lossy(&out.stdout);
     let header = text
         .lines()
@@ -172,10 +181,112 @@ fn one_worker_go(window: Duration) -> Result<(Outcome, String), String> {
         .filter_map(|s| s.parse::<i64>().ok())
         .map(|us| us.max(0) as u64 * 1000)
         .collect();
-    Ok((
-        Outcome::from_samples(format!("Go {version}, GOMAXPROCS=1"), samples, 0.0),
-        header,
-    ))
+    let mut o = Outcome::from_samples(format!("Go {version}, GOMAXPROCS=1"), samples, 0.0);
+    o.floor_p99 = Some(floor);
+    Ok((o, header))
+}
+
+/// Reads the time-stamp counter: an instruction, not a call, so the spinner
+/// stays call-free.
+#[inline(always)]
+fn tsc() -> u64 {
+    // SAFETY: RDTSC has no preconditions on x86_64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// TSC ticks per ns, measured against `Instant`.
+fn tsc_per_ns() -> f64 {
+    let (t, c) = (Instant::now(), tsc());
+    std::thread::sleep(Duration::from_millis(50));
+    (tsc() - c) as f64 / t.elapsed().as_nanos() as f64
+}
+
+/// A call-free spinner that notes every gap of more than `min_gap` TSC
+/// ticks between two of its loop turns (it was off the CPU: preempted by
+/// urgent, or descheduled by the OS). Returns (start, end) of each gap.
+#[inline(never)]
+fn timeline_spin(stop: &AtomicBool, min_gap: u64, gaps: &mut Vec<(u64, u64)>) {
+    let mut last = tsc();
+    let mut x: u64 = 1;
+    while !stop.load(Relaxed) {
+        for i in 0..64u64 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i) ^ (x >> 29);
+        }
+        let now = tsc();
+        if now - last > min_gap && gaps.len() < gaps.capacity() {
+            gaps.push((last, now));
+        }
+        last = now;
+    }
+    std::hint::black_box(x);
+}
+
+/// Where the one-worker latency goes: the spinner's uninterrupted run
+/// lengths (sysmon deadline + signal delivery decide them) and the gaps
+/// between runs (short: urgent switched to the sleeper and back; long: the
+/// OS ran someone else), with the worker thread's schedstat run delay.
+fn diagnose(quantum: Duration, window: Duration) -> String {
+    let per_ns = tsc_per_ns();
+    let rt = urgent::Builder::new()
+        .worker_threads(1)
+        .quantum(quantum)
+        .build()
+        .expect("urgent runtime");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sleeper = {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            while !stop.load(Relaxed) {
+                urgent::time::sleep(SLEEP).await;
+            }
+        })
+    };
+    let min_gap = (20_000.0 * per_ns) as u64; // 20 µs
+    let spinner = {
+        let stop = stop.clone();
+        rt.spawn_cpu(move || {
+            let mut gaps = Vec::with_capacity(1 << 20);
+            timeline_spin(&stop, min_gap, &mut gaps);
+            gaps
+        })
+    };
+    let (_, w0) = hogs::run_delay_ns();
+    std::thread::sleep(window);
+    let (_, w1) = hogs::run_delay_ns();
+    stop.store(true, Relaxed);
+    let gaps = rt.block_on(spinner).unwrap();
+    rt.block_on(sleeper).unwrap();
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let ns = |t: u64| t as f64 / per_ns;
+    let mut runs: Vec<u64> = gaps
+        .windows(2)
+        .map(|w| ns(w[1].0 - w[0].1) as u64)
+        .collect();
+    let mut lens: Vec<u64> = gaps.iter().map(|g| ns(g.1 - g.0) as u64).collect();
+    runs.sort_unstable();
+    lens.sort_unstable();
+    let q = |v: &[u64], p: f64| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1e6
+        }
+    };
+    let long: Vec<u64> = lens.iter().copied().filter(|&l| l > 1_000_000).collect();
+    format!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} ({} ms) | {:.0} % |",
+        fmt_dur(quantum),
+        runs.len(),
+        ms(q(&runs, 0.5)),
+        ms(q(&runs, 0.99)),
+        ms(q(&runs, 1.0)),
+        ms(q(&lens, 0.5)),
+        ms(q(&lens, 0.99)),
+        ms(q(&lens, 1.0)),
+        long.len(),
+        ms(long.iter().sum::<u64>() as f64 / 1e6),
+        (w1 - w0) as f64 / window.as_nanos() as f64 * 100.0,
+    )
 }
 
 fn docs_dir() -> PathBuf {
@@ -235,6 +346,12 @@ fn md_table(
 fn os_wait(o: &Outcome) -> String {
     o.os_wait
         .map_or("-".into(), |w| format!("{:.0} %", w * 100.0))
+}
+
+/// Hog work per CPU-second the runtime's threads got, vs a plain thread.
+fn eff(o: &Outcome) -> String {
+    o.efficiency
+        .map_or("-".into(), |e| format!("{:.1} %", e * 100.0))
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -378,9 +495,17 @@ fn main() {
             "Go: not measured: {e}. Install it (e.g. `apt-get install golang-go`) to get the Go row."
         ),
     };
-    let t1 = md_table("sleep overshoot", &one, &["preemptions"], &|o| {
-        vec![o.preemptions.map_or("-".into(), |p| p.to_string())]
-    });
+    let t1 = md_table(
+        "sleep overshoot",
+        &one,
+        &["preemptions", "floor p99 ms"],
+        &|o| {
+            vec![
+                o.preemptions.map_or("-".into(), |p| p.to_string()),
+                o.floor_p99.map_or("-".into(), ms),
+            ]
+        },
+    );
     println!("{t1}");
     println!("{go_note}");
     println!(
@@ -399,8 +524,25 @@ fn main() {
         verdict(s1b),
         ms(u1.ms(99.0))
     );
+    let diag_head =
+        "| quantum | runs | run p50 ms | run p99 ms | run max ms | gap p50 ms | gap p99 ms \
+                     | gap max ms | gaps > 1 ms (total) | worker run-queue wait |\n\
+                     |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    let diag = format!(
+        "{diag_head}{}\n{}\n",
+        diagnose(urgent::runtime::DEFAULT_QUANTUM, w1),
+        diagnose(Duration::from_millis(1), w1)
+    );
+    println!(
+        "\nwhere the time goes (urgent, same shape; the spinner timestamps its loop with RDTSC):\n\
+         runs = stretches the spinner ran uninterrupted (sysmon deadline + signal decide them),\n\
+         gaps = times it was off the CPU (µs: urgent ran the sleeper; ms: the OS ran another thread)\n"
+    );
+    println!("{diag}");
     md += &format!(
-        "### 1. One worker: call-free spinner + 1 ms sleep loop ({} s)\n\n{t1}\n{go_note}\n\n",
+        "### 1. One worker: call-free spinner + 1 ms sleep loop ({} s)\n\n{t1}\n{go_note}\n\n\
+         Where the time goes (urgent; runs: the spinner's uninterrupted stretches, gaps: its time \
+         off the CPU):\n\n{diag}\n",
         w1.as_secs()
     );
     let series: Vec<(&str, &[u64])> = one
@@ -448,15 +590,23 @@ fn main() {
                 o.hogs_per_sec,
                 o.hogs_per_sec / full * 100.0
             ),
+            eff(o),
             o.preemptions.map_or("-".into(), |p| p.to_string()),
             os_wait(o),
+            o.floor_p99.map_or("-".into(), ms),
         ]
     };
     let refs: Vec<&Outcome> = all.iter().collect();
     let t2 = md_table(
         "ticker lateness",
         &refs,
-        &["hogs/s (% of cores)", "preemptions", "OS wait"],
+        &[
+            "hogs/s (% of CPUs)",
+            "work per CPU-s",
+            "preemptions",
+            "OS wait",
+            "floor p99 ms",
+        ],
         &thr,
     );
     println!("\n{t2}");
@@ -499,8 +649,10 @@ fn main() {
     );
     let none = hogs::run(Kind::Urgent(Duration::from_secs(3600)), load, work, true);
     let q100 = hogs::run(Kind::Urgent(Duration::from_micros(100)), load, work, true);
-    let base = none.hogs_per_sec;
-    let loss = |o: &Outcome| (1.0 - o.hogs_per_sec / base) * 100.0;
+    // Throughput per CPU-second the workers got: the machine is shared, so
+    // wall-clock throughput mostly measures what other processes took.
+    let base = none.efficiency.unwrap_or(f64::NAN);
+    let loss = |o: &Outcome| (1.0 - o.efficiency.unwrap_or(f64::NAN) / base) * 100.0;
     let mut none_row = none;
     none_row.label = "urgent, no preemption (quantum 1 h)".into();
     let sweep: Vec<(Duration, &Outcome)> = vec![
@@ -513,13 +665,22 @@ fn main() {
     let t3 = md_table(
         "quantum",
         &rows,
-        &["hogs/s", "throughput lost", "preemptions", "OS wait"],
+        &[
+            "hogs/s",
+            "work per CPU-s",
+            "throughput lost",
+            "preemptions",
+            "OS wait",
+            "floor p99 ms",
+        ],
         &|o| {
             vec![
                 format!("{:.2}", o.hogs_per_sec),
+                eff(o),
                 format!("{:+.1} %", loss(o)),
                 o.preemptions.map_or("-".into(), |p| p.to_string()),
                 os_wait(o),
+                o.floor_p99.map_or("-".into(), ms),
             ]
         },
     );
