@@ -44,7 +44,7 @@ async fn echo_server(listener: TcpListener) {
 async fn echo_client(addr: std::net::SocketAddr, id: usize, rounds: usize) {
     let mut c = TcpStream::connect(addr).await.unwrap();
     c.set_nodelay(true).unwrap();
-    let mut back = vec![0u8; 64];
+    let mut back = [0u8; 64];
     for r in 0..rounds {
         let msg = format!("client {id} round {r}");
         let msg = msg.as_bytes();
