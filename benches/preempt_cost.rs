@@ -139,6 +139,18 @@ fn pct(v: &mut [u64], p: f64) -> u64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Runs `work(chunk)` until `stop`; kept out of line so the loop is not
+/// inlined into std's thread-start code (where it could not be preempted).
+#[inline(never)]
+fn victim_loop(stop: &AtomicBool, chunk: u64) -> u64 {
+    let mut iters = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        std::hint::black_box(work(std::hint::black_box(chunk)));
+        iters += chunk;
+    }
+    iters
+}
+
 /// Another thread calls `Slot::request_preempt` `n` times, each time waiting
 /// for the hook, while the victim loops on `work(chunk)`. Returns request ->
 /// hook latencies (ns), the victim's CPU time, its iterations and the
@@ -164,11 +176,7 @@ fn request_round_trips(n: usize, chunk: u64) -> (Vec<u64>, Duration, u64, u64) {
             CTX.with(|c| c.set((Arc::as_ptr(&slot) as usize, lo, hi)));
             let c0 = thread_cpu();
             slot.coroutine_started(lo, hi);
-            let mut iters = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                std::hint::black_box(work(std::hint::black_box(chunk)));
-                iters += chunk;
-            }
+            let iters = victim_loop(&stop, chunk);
             slot.coroutine_stopped();
             (thread_cpu() - c0, iters)
         })

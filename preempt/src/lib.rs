@@ -463,6 +463,8 @@ impl Slot {
         self.s.preempt_requests.fetch_add(1, Ordering::Relaxed);
         if self.async_enabled() && gettid() != self.tid.load(Ordering::Relaxed) {
             sysmon::send_signal(self, std::process::id() as i32);
+            // Let sysmon schedule retries in case the handler declines.
+            self.wake.kick();
         }
         true
     }

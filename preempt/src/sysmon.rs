@@ -37,6 +37,13 @@ impl Wake {
         }
     }
 
+    /// Makes sysmon re-scan now, whatever it sleeps on.
+    pub(crate) fn kick(&self) {
+        self.idle.store(false, Ordering::SeqCst);
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.cv.notify_one();
+    }
+
     pub(crate) fn shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.idle.store(false, Ordering::SeqCst);
@@ -129,15 +136,20 @@ pub(crate) fn run(slots: Vec<Arc<Slot>>, wake: Arc<Wake>, quantum_ns: u64, async
                     }
                     let deadline = start.saturating_add(quantum_ns);
                     if !w.requested {
-                        if now < deadline {
+                        // A request made by `Slot::request_preempt` (which
+                        // signalled already) is retried like our own.
+                        let external = slot.s.request_tick.load(Ordering::Acquire) == tick;
+                        if now < deadline && !external {
                             next = next.min(deadline);
                             continue;
                         }
                         w.requested = true;
-                        slot.s.request_tick.store(tick, Ordering::Release);
-                        slot.s.preempt_requests.fetch_add(1, Ordering::Relaxed);
+                        if !external {
+                            slot.s.request_tick.store(tick, Ordering::Release);
+                            slot.s.preempt_requests.fetch_add(1, Ordering::Relaxed);
+                        }
                         if async_on && slot.async_enabled() {
-                            if !slot.s.signal_pending.load(Ordering::Acquire) {
+                            if !external && !slot.s.signal_pending.load(Ordering::Acquire) {
                                 send_signal(slot, pid);
                             }
                             w.retry_at = now + w.backoff;

@@ -542,3 +542,39 @@ fn request_preempt_preempts_before_the_quantum() {
     assert!(!urgent_preempt::in_coroutine());
     assert!(m.preemptions >= 1, "{m:?}");
 }
+
+#[test]
+fn declined_request_preempt_is_retried_by_sysmon() {
+    let _s = serial();
+    let p = preemptor(10_000_000, true, 1);
+    let slot = p.slot(0);
+    let guarded = Arc::new(AtomicBool::new(false));
+    let requester = {
+        let slot = slot.clone();
+        let guarded = guarded.clone();
+        std::thread::spawn(move || {
+            // Request once, while the victim is inside a NoPreempt region.
+            assert!(wait_until(|| guarded.load(Ordering::Acquire)));
+            assert!(slot.request_preempt());
+        })
+    };
+    let ((), m, _) = run_on_slot(&p, 0, move |slot| {
+        {
+            let _g = urgent_preempt::disable();
+            guarded.store(true, Ordering::Release);
+            let end = Instant::now() + Duration::from_secs(10);
+            while slot.metrics().preempt_declined == 0 && Instant::now() < end {
+                std::hint::black_box(int_f64_work(100_000));
+            }
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while slot.metrics().preemptions == 0 && Instant::now() < end {
+            std::hint::black_box(int_f64_work(100_000));
+        }
+    });
+    requester.join().unwrap();
+    eprintln!("retried request: {m:?}");
+    assert!(m.preempt_declined >= 1, "{m:?}");
+    assert!(m.preemptions >= 1, "{m:?}");
+    assert_eq!(m.preempt_requests, 1, "{m:?}");
+}
