@@ -58,7 +58,6 @@ pub fn run_child(name: &str, envs: &[(&str, &str)]) -> (std::process::ExitStatus
         .expect("run the test binary as a child");
     (
         out.status,
-        String::from_utf8_lossy(&out.stderr).into_owned()
-            + &String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
     )
 }
