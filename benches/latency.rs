@@ -13,16 +13,22 @@
 //! 2. **All workers**: 2 × workers call-free CPU hogs of ~200 ms each,
 //!    respawned, plus a 1 ms ticker; the ticker's lateness against its
 //!    schedule and the hogs' throughput. urgent (10 ms, 1 ms), tokio with the
-//!    hogs as plain futures, tokio with the hogs in `spawn_blocking`. (No TCP
-//!    echo under hogs yet: `urgent::net` does not exist in this tree.)
+//!    hogs as plain futures, tokio with the hogs in `spawn_blocking`. Then the
+//!    same load with a TCP echo client instead of the ticker: a 64-byte
+//!    request every 1 ms to an echo server on the same runtime (loopback).
 //! 3. **Quantum sweep**: the scenario-2 load on urgent at 100 µs, 1 ms and
 //!    10 ms, against a quantum longer than any hog (no preemption): ticker
 //!    p99 and hog throughput lost.
 //!
 //! Prints tables and a markdown block for BENCHMARKS.md, and writes SVG plots
 //! to `docs/` (`latency-one-worker-cdf.svg`, `latency-all-workers-cdf.svg`,
-//! `latency-quantum-sweep.svg`). The scenario code of 2 and 3 is the README
-//! demo's (`examples/hogs.rs`).
+//! `latency-echo-cdf.svg`, `latency-quantum-sweep.svg`). The scenario code of
+//! 2 and 3 is the README demo's (`examples/hogs.rs`).
+//!
+//! The machine may be shared: each run also reports how long the runtime's
+//! threads waited for a CPU (schedstat) and the 1 ms sleep overshoot of a
+//! plain OS thread over the same window (the floor), and hog throughput is
+//! also given per CPU-second the threads got.
 
 #[path = "../examples/hogs.rs"]
 #[allow(dead_code)]
@@ -571,6 +577,7 @@ fn main() {
         hogs: 2 * workers,
         window: w2,
         warmup: Duration::from_millis(300),
+        echo: false,
     };
     let kinds = [
         Kind::Urgent(urgent::runtime::DEFAULT_QUANTUM),
@@ -619,9 +626,33 @@ fn main() {
         verdict(s2b),
         ms(all[1].ms(99.0))
     );
-    println!("TCP echo under hogs: not measured (urgent::net does not exist in this tree yet).");
+    println!(
+        "\n## 2b. the same load, TCP echo instead of the ticker: a 64-byte request every 1 ms \
+         to an echo server on the same runtime (loopback)\n"
+    );
+    let echo_load = Load { echo: true, ..load };
+    let echo: Vec<Outcome> = kinds
+        .iter()
+        .map(|&k| hogs::run(k, echo_load, work, true))
+        .collect();
+    let erefs: Vec<&Outcome> = echo.iter().collect();
+    let t2b = md_table(
+        "answer time vs request schedule",
+        &erefs,
+        &[
+            "hogs/s (% of CPUs)",
+            "work per CPU-s",
+            "preemptions",
+            "OS wait",
+            "floor p99 ms",
+        ],
+        &thr,
+    );
+    println!("\n{t2b}");
     md += &format!(
-        "### 2. All {workers} workers: {} CPU hogs of ~200 ms + a 1 ms ticker ({} s)\n\n{t2}\n",
+        "### 2. All {workers} workers: {} CPU hogs of ~200 ms + a 1 ms ticker ({} s)\n\n{t2}\n\
+         TCP echo under the same load (a 64-byte request every 1 ms to an echo server on the \
+         same runtime; time from the request's schedule to its answer):\n\n{t2b}\n",
         2 * workers,
         w2.as_secs()
     );
@@ -641,6 +672,24 @@ fn main() {
             &series,
         ),
         &p2,
+    );
+
+    let series: Vec<(&str, &[u64])> = echo
+        .iter()
+        .map(|o| (o.label.as_str(), o.sorted_ns.as_slice()))
+        .collect();
+    let p2b = docs_dir().join("latency-echo-cdf.svg");
+    report_plot(
+        hogs::plot_cdf(
+            &p2b,
+            &format!(
+                "all {workers} workers busy with {} hogs: TCP echo answer time vs schedule (CDF)",
+                2 * workers
+            ),
+            "answer time after the request's schedule (ms, log scale)",
+            &series,
+        ),
+        &p2b,
     );
 
     // 3. Quantum sweep.

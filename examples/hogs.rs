@@ -128,6 +128,10 @@ pub struct Load {
     pub window: Duration,
     /// Hogs run this long before the ticker starts.
     pub warmup: Duration,
+    /// Measure TCP request/response instead of a ticker: a client sends 64
+    /// bytes every `PERIOD` to an echo server on the same runtime (loopback)
+    /// and records when each answer arrived against the request's schedule.
+    pub echo: bool,
 }
 
 /// What one run measured.
@@ -296,6 +300,94 @@ impl Probe {
     }
 }
 
+/// An echo server on urgent: one task per connection.
+async fn urgent_echo_server(listener: urgent::net::TcpListener) {
+    use futures::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut s, _)) = listener.accept().await {
+        let _ = s.set_nodelay(true);
+        urgent::spawn(async move {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// The echo client on urgent: a 64-byte request every `PERIOD` from `start`
+/// to `end`; each sample is when its answer arrived, against the request's
+/// schedule (ns).
+async fn urgent_echo_client(
+    addr: std::net::SocketAddr,
+    start: Instant,
+    end: Instant,
+    live: Arc<Live>,
+) -> Vec<u64> {
+    use futures::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = urgent::net::TcpStream::connect(addr)
+        .await
+        .expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let mut samples = Vec::with_capacity((end - start).as_millis() as usize + 16);
+    let mut iv = urgent::time::interval_at(start, PERIOD);
+    let mut buf = [7u8; 64];
+    loop {
+        let scheduled = iv.tick().await;
+        if scheduled >= end {
+            return samples;
+        }
+        s.write_all(&buf).await.expect("write");
+        s.read_exact(&mut buf).await.expect("read");
+        let late = scheduled.elapsed().as_nanos() as u64;
+        samples.push(late);
+        live.record(late);
+    }
+}
+
+/// The echo server on tokio.
+async fn tokio_echo_server(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut s, _)) = listener.accept().await {
+        let _ = s.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// The echo client on tokio.
+async fn tokio_echo_client(
+    addr: std::net::SocketAddr,
+    start: Instant,
+    end: Instant,
+    live: Arc<Live>,
+) -> Vec<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let mut samples = Vec::with_capacity((end - start).as_millis() as usize + 16);
+    let mut iv = tokio::time::interval_at(tokio::time::Instant::from_std(start), PERIOD);
+    let mut buf = [7u8; 64];
+    loop {
+        let scheduled = iv.tick().await.into_std();
+        if scheduled >= end {
+            return samples;
+        }
+        s.write_all(&buf).await.expect("write");
+        s.read_exact(&mut buf).await.expect("read");
+        let late = scheduled.elapsed().as_nanos() as u64;
+        samples.push(late);
+        live.record(late);
+    }
+}
+
 /// Shows a progress line on stderr until `until`.
 fn progress(label: &str, start: Instant, until: Instant, live: &Live, extra: &dyn Fn() -> String) {
     let total = until - start;
@@ -392,7 +484,16 @@ pub fn run(kind: Kind, load: Load, work: Work, show_progress: bool) -> Outcome {
                 .build()
                 .expect("urgent runtime");
             // The ticker exists before the load arrives, as in a server.
-            let ticker = rt.spawn(urgent_ticker(t0, t1, live.clone()));
+            let ticker = if load.echo {
+                let listener = rt
+                    .block_on(urgent::net::TcpListener::bind("127.0.0.1:0"))
+                    .expect("bind");
+                let addr = listener.local_addr().expect("local_addr");
+                rt.spawn(urgent_echo_server(listener));
+                rt.spawn(urgent_echo_client(addr, t0, t1, live.clone()))
+            } else {
+                rt.spawn(urgent_ticker(t0, t1, live.clone()))
+            };
             let slots: Vec<_> = (0..load.hogs)
                 .map(|_| {
                     let (stop, hog) = (stop.clone(), hog.clone());
@@ -430,7 +531,16 @@ pub fn run(kind: Kind, load: Load, work: Work, show_progress: bool) -> Outcome {
                 .build()
                 .expect("tokio runtime");
             let blocking = kind == Kind::TokioBlocking;
-            let ticker = rt.spawn(tokio_ticker(t0, t1, live.clone()));
+            let ticker = if load.echo {
+                let listener = rt
+                    .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                    .expect("bind");
+                let addr = listener.local_addr().expect("local_addr");
+                rt.spawn(tokio_echo_server(listener));
+                rt.spawn(tokio_echo_client(addr, t0, t1, live.clone()))
+            } else {
+                rt.spawn(tokio_ticker(t0, t1, live.clone()))
+            };
             let slots: Vec<_> = (0..load.hogs)
                 .map(|_| {
                     let (stop, hog) = (stop.clone(), hog.clone());
@@ -469,7 +579,7 @@ pub fn run(kind: Kind, load: Load, work: Work, show_progress: bool) -> Outcome {
 pub fn fmt_dur(d: Duration) -> String {
     if d >= Duration::from_secs(1) && d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else if d >= Duration::from_millis(1) && d.subsec_nanos() % 1_000_000 == 0 {
+    } else if d >= Duration::from_millis(1) && d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{}ms", d.as_millis())
     } else {
         format!("{}µs", d.as_micros())
@@ -608,6 +718,7 @@ fn main() {
         hogs: 2 * workers,
         window: Duration::from_secs_f64(secs),
         warmup: Duration::from_millis(200),
+        echo: false,
     };
     println!(
         "urgent hogs demo: {workers} workers on both runtimes, {} CPU hogs of ~{} each \
