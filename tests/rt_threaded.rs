@@ -521,3 +521,117 @@ fn spawn_while_runtime_drops() {
         assert_eq!(Arc::strong_count(&alive), 1);
     });
 }
+
+/// Build, use and drop many runtimes: every drop stops the workers and drops
+/// the one never-finishing future exactly once.
+#[test]
+fn drop_runtime_drops_futures_many_times() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    struct Never(Arc<AtomicUsize>);
+    impl Future for Never {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+    }
+    impl Drop for Never {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    guard(|| {
+        for i in 0..100 {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let rt = rt(1 + i % 2);
+            rt.spawn(Never(drops.clone()));
+            if i % 3 == 0 {
+                // Sometimes let it be polled first.
+                rt.block_on(urgent::task::yield_now());
+            }
+            drop(rt);
+            assert_eq!(drops.load(Ordering::Relaxed), 1, "iteration {i}");
+        }
+    });
+}
+
+/// tokio-rs/tokio#3869: during shutdown, dropping one task wakes another
+/// (through a waker stored under a mutex) on one worker.
+#[test]
+fn wake_during_shutdown() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    struct MyFuture {
+        shared: Arc<Mutex<Option<Waker>>>,
+        put_waker: bool,
+    }
+    impl Future for MyFuture {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.put_waker {
+                *self.shared.lock().unwrap() = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        }
+    }
+    impl Drop for MyFuture {
+        fn drop(&mut self) {
+            let mut lock = self.shared.lock().unwrap();
+            if !self.put_waker {
+                if let Some(w) = lock.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    guard(|| {
+        let rt = rt(1);
+        let shared = Arc::new(Mutex::new(None));
+        rt.spawn(MyFuture {
+            shared: shared.clone(),
+            put_waker: true,
+        });
+        rt.spawn(MyFuture {
+            shared: shared.clone(),
+            put_waker: false,
+        });
+        rt.block_on(async { urgent::time::sleep(Duration::from_millis(20)).await });
+        assert!(
+            shared.lock().unwrap().is_some(),
+            "the first task was never polled"
+        );
+        drop(rt);
+    });
+}
+
+/// A task that spawns a copy of itself forever (tokio's `lifo_slot_budget`):
+/// the runtime still gets other work done and still shuts down.
+#[test]
+fn drop_with_endless_respawn_chain() {
+    fn again() {
+        urgent::spawn(async { again() });
+    }
+
+    guard(|| {
+        let rt = rt(1);
+        let (tx, rx) = oneshot::channel();
+        rt.spawn(async move {
+            again();
+            let _ = tx.send(());
+        });
+        rt.block_on(rx).unwrap();
+        let start = Instant::now();
+        drop(rt);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "shutdown took {:?}",
+            start.elapsed()
+        );
+    });
+}
