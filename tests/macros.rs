@@ -155,6 +155,17 @@ fn main_runs_spawned_tasks_and_leaves_the_context() {
     assert_eq!(main_spawns().len(), 10);
 }
 
+/// A quantum the runtime refuses (below its minimum) compiles, and the
+/// generated function panics with the builder's error.
+#[urgent::main(quantum_us = 1)]
+async fn main_quantum_below_minimum() {}
+
+#[test]
+#[should_panic(expected = "urgent: failed to build the runtime")]
+fn main_reports_a_builder_error() {
+    main_quantum_below_minimum();
+}
+
 // ---- compile errors ----
 
 #[test]
