@@ -15,6 +15,40 @@
 //! - A thread belongs to a runtime while it is a worker or inside
 //!   [`Runtime::block_on`]; that is what [`spawn`], [`time`] and
 //!   [`Handle::current`] look at.
+//! - Sockets ([`net`]) register with the driver's mio `Poll`; the worker
+//!   turning the driver wakes the tasks whose sockets became ready (see
+//!   `io` for the readiness protocol).
+//!
+//! # tokio compatibility (feature `tokio`, on by default)
+//!
+//! Each runtime owns a small background tokio runtime (one thread,
+//! `enable_all`) whose handle every worker thread and every `block_on`
+//! enters. So `tokio::net`, `tokio::time`, `tokio::sync` and `tokio::io`
+//! work inside urgent tasks as under tokio, and inside CPU tasks through
+//! [`wait`]; their readiness and timers are driven by that tokio thread,
+//! which wakes the urgent tasks.
+//!
+//! `tokio::spawn` (and `tokio::task::spawn_blocking`) called inside urgent
+//! run on that background runtime's single thread, not on urgent's workers:
+//! tokio cannot hand a spawned future to another executor. That thread has
+//! the urgent runtime as its current one, so code there may call [`spawn`],
+//! [`spawn_cpu`] and [`time`]. Prefer [`spawn`] for your own tasks; libraries
+//! that call `tokio::spawn` themselves (`axum::serve` spawns one task per
+//! connection) keep working, with that work on the tokio thread. Shutting
+//! the urgent runtime down shuts the background runtime down too.
+//!
+//! ```
+//! let rt = urgent_executor::Runtime::new().unwrap();
+//! rt.block_on(async {
+//!     let (tx, rx) = tokio::sync::oneshot::channel();
+//!     urgent_executor::spawn(async move {
+//!         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+//!         tx.send(1).unwrap();
+//!     });
+//!     let on_tokio = tokio::spawn(async { 2 }).await.unwrap();
+//!     assert_eq!(rx.await.unwrap() + on_tokio, 3);
+//! });
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
