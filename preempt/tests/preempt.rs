@@ -182,6 +182,7 @@ fn sigurg_storm_changes_nothing() {
         .unwrap()
     };
     let (mismatch, m, _) = run_on_slot(&p, 0, move |slot| {
+        // SAFETY: gettid has no preconditions.
         tid.store(
             unsafe { libc::syscall(libc::SYS_gettid) } as u64,
             Ordering::Relaxed,
