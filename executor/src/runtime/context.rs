@@ -29,7 +29,13 @@ pub(crate) struct SetCurrentGuard {
 }
 
 pub(crate) fn set_current(handle: Handle) -> SetCurrentGuard {
-    let prev = CURRENT.with(|c| c.borrow_mut().replace(handle));
+    // `try_with`: a runtime may be dropped from a thread-local destructor,
+    // after this thread-local is gone; then there is simply no current
+    // runtime.
+    let prev = CURRENT
+        .try_with(|c| c.borrow_mut().replace(handle))
+        .ok()
+        .flatten();
     SetCurrentGuard { prev }
 }
 

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -60,7 +60,9 @@ pub(crate) struct Config {
 pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
-    exited: Option<mpsc::Receiver<()>>,
+    /// Disconnected once every worker thread has exited (crossbeam's receiver
+    /// is `Sync`, so `Runtime` is, as tokio's is).
+    exited: Option<crossbeam_channel::Receiver<()>>,
 }
 
 /// A cheap, cloneable reference to a runtime, usable from any thread.
@@ -90,7 +92,7 @@ impl Runtime {
         let n = config.worker_threads;
         let name = config.thread_name.clone();
         let (shared, locals) = Shared::new(config)?;
-        let (exit_tx, exit_rx) = mpsc::channel::<()>();
+        let (exit_tx, exit_rx) = crossbeam_channel::unbounded::<()>();
         let mut threads = Vec::with_capacity(n);
         for (index, local) in locals.into_iter().enumerate() {
             let shared2 = shared.clone();
@@ -202,15 +204,15 @@ impl Runtime {
         let deadline = timeout.map(|t| Instant::now() + t);
         let all_stopped = loop {
             let r = match deadline {
-                Some(d) => exited.recv_timeout(d.saturating_duration_since(Instant::now())),
+                Some(d) => exited.recv_deadline(d),
                 None => exited
                     .recv()
-                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                    .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
             };
             match r {
                 Ok(()) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break true,
-                Err(mpsc::RecvTimeoutError::Timeout) => break false,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break true,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => break false,
             }
         };
         let threads = std::mem::take(&mut self.threads);

@@ -12,13 +12,19 @@
 //! looks at the injector first (Go's `schedtick % 61`) and turns the timers,
 //! so nothing starves there while every worker is busy.
 //!
+//! A yielded task is *deferred*: it waits in a private list that is moved to
+//! the back of the local queue only when the worker has nothing else to run,
+//! or at the global-queue tick. Otherwise busy tasks that yield in a loop keep
+//! the local queue non-empty forever and the global queue is only looked at
+//! every 61st tick (tokio defers yields the same way).
+//!
 //! # Where a scheduled task goes
 //!
 //! | who schedules           | kind    | where                               |
 //! |-------------------------|---------|-------------------------------------|
 //! | a worker of the runtime | spawn   | back of its local queue             |
 //! | a worker of the runtime | wake    | its LIFO slot (the old one moves to the local queue) |
-//! | a worker of the runtime | yield   | back of its local queue             |
+//! | a worker of the runtime | yield   | its `deferred` list                 |
 //! | any other thread        | any     | the global injector                 |
 //!
 //! CPU tasks are the exception once they have first run: they are *bound* to
@@ -136,6 +142,8 @@ struct Core {
     lifo: Option<TaskRef>,
     /// Bound CPU tasks ready to resume on this worker.
     pinned: VecDeque<TaskRef>,
+    /// Tasks that yielded; run after everything else that is ready.
+    deferred: Vec<TaskRef>,
     lifo_polls: u8,
     tick: u32,
     searching: bool,
@@ -273,6 +281,13 @@ impl Shared {
 
     /// Queues a task that is SCHEDULED and owned by nobody else.
     pub(crate) fn schedule(self: &Arc<Self>, task: TaskRef, kind: Schedule) {
+        // Not a worker thread, or one whose thread-locals are being torn
+        // down: go through the injector.
+        if CORE.try_with(|_| ()).is_err() {
+            self.injector.push(task);
+            self.notify_parked();
+            return;
+        }
         if self.is_shutdown() {
             // Shutdown cancels every owned task; this queue entry would only
             // be dropped later.
@@ -483,7 +498,11 @@ impl Core {
     fn push_local(&mut self, task: TaskRef, kind: Schedule) {
         let displaced = match kind {
             Schedule::Wake => self.lifo.replace(task),
-            Schedule::Spawn | Schedule::Yield => Some(task),
+            Schedule::Spawn => Some(task),
+            Schedule::Yield => {
+                self.deferred.push(task);
+                None
+            }
         };
         if let Some(task) = displaced {
             if self.local.len() >= LOCAL_QUEUE_CAP {
@@ -508,6 +527,7 @@ impl Core {
             self.pinned.extend(inbox.drain(..));
         }
         if self.tick.is_multiple_of(GLOBAL_QUEUE_INTERVAL) {
+            self.flush_deferred();
             if let Some(t) = self.steal_injector() {
                 return Some(t);
             }
@@ -529,6 +549,16 @@ impl Core {
             .pop()
             .or_else(|| self.pinned.pop_front())
             .or_else(|| self.steal_injector())
+            .or_else(|| {
+                self.flush_deferred();
+                self.local.pop()
+            })
+    }
+
+    fn flush_deferred(&mut self) {
+        for t in self.deferred.drain(..) {
+            self.local.push(t);
+        }
     }
 
     fn steal_injector(&mut self) -> Option<TaskRef> {
@@ -587,6 +617,7 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ta
             local,
             lifo: None,
             pinned: VecDeque::new(),
+            deferred: Vec::new(),
             lifo_polls: 0,
             tick: 0,
             searching: false,
@@ -666,6 +697,7 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ta
         }
         core.lifo = None;
         core.pinned.clear();
+        core.deferred.clear();
         while core.local.pop().is_some() {}
     }
 }
@@ -688,12 +720,13 @@ fn park(shared: &Arc<Shared>, index: usize) {
 
 /// True if the current thread is a worker of `shared`.
 pub(crate) fn is_worker_of(shared: &Arc<Shared>) -> bool {
-    CORE.with(|c| {
+    CORE.try_with(|c| {
         c.try_borrow()
             .ok()
             .and_then(|c| c.as_ref().map(|core| Arc::ptr_eq(&core.shared, shared)))
             .unwrap_or(false)
     })
+    .unwrap_or(false)
 }
 
 /// Exposed for the metrics snapshot.

@@ -1,5 +1,6 @@
 use std::any::Any;
 use std::fmt;
+use std::sync::Mutex;
 
 /// Why a task did not produce its output: it panicked, or it was cancelled
 /// (by [`JoinHandle::abort`](crate::JoinHandle::abort) or by runtime shutdown).
@@ -20,7 +21,9 @@ pub struct JoinError {
 
 enum Repr {
     Cancelled,
-    Panic(Box<dyn Any + Send + 'static>),
+    /// In a mutex only to make `JoinError: Sync` (as tokio's is) without
+    /// unsafe code; it is never locked concurrently.
+    Panic(Mutex<Box<dyn Any + Send + 'static>>),
 }
 
 impl JoinError {
@@ -32,7 +35,7 @@ impl JoinError {
 
     pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
-            repr: Repr::Panic(payload),
+            repr: Repr::Panic(Mutex::new(payload)),
         }
     }
 
@@ -62,7 +65,7 @@ impl JoinError {
     /// The panic payload, or `Err(self)` if the task was cancelled.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            Repr::Panic(p) => Ok(p),
+            Repr::Panic(p) => Ok(p.into_inner().unwrap_or_else(|e| e.into_inner())),
             Repr::Cancelled => Err(self),
         }
     }
@@ -78,7 +81,7 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => write!(f, "task was cancelled"),
-            Repr::Panic(p) => match panic_message(&**p) {
+            Repr::Panic(p) => match panic_message(&**p.lock().unwrap_or_else(|e| e.into_inner())) {
                 Some(msg) => write!(f, "task panicked with message {msg:?}"),
                 None => write!(f, "task panicked"),
             },
@@ -90,7 +93,7 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => write!(f, "JoinError::Cancelled"),
-            Repr::Panic(p) => match panic_message(&**p) {
+            Repr::Panic(p) => match panic_message(&**p.lock().unwrap_or_else(|e| e.into_inner())) {
                 Some(msg) => write!(f, "JoinError::Panic({msg:?})"),
                 None => write!(f, "JoinError::Panic(..)"),
             },

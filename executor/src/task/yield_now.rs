@@ -2,8 +2,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// Yields execution back to the scheduler: the current task goes to the back
-/// of its worker's run queue and other tasks run first.
+/// Yields execution back to the scheduler: every other task that is ready
+/// on this worker (and what waits in the global queue at the next check)
+/// runs before the current task is polled again.
 ///
 /// # Examples
 ///
@@ -29,7 +30,7 @@ pub async fn yield_now() {
             }
             self.yielded = true;
             // Waking ourselves while running marks the task SCHEDULED; the
-            // worker pushes it to the back of the queue after this poll.
+            // worker defers it after this poll (see runtime::scheduler).
             cx.waker().wake_by_ref();
             Poll::Pending
         }
