@@ -236,13 +236,13 @@ fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     if filter
         .as_deref()
-        .map_or(true, |f| "resume_suspend_cpu_time".contains(f))
+        .is_none_or(|f| "resume_suspend_cpu_time".contains(f))
     {
         cpu_time_report();
     }
     if filter
         .as_deref()
-        .map_or(true, |f| "suspended_100k_rss".contains(f))
+        .is_none_or(|f| "suspended_100k_rss".contains(f))
     {
         rss_100k();
     }

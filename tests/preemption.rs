@@ -303,7 +303,7 @@ fn allocation_and_println_heavy_tasks_do_not_deadlock() {
                         for s in v {
                             m.insert(s, rounds);
                         }
-                        if rounds % 256 == 0 {
+                        if rounds.is_multiple_of(256) {
                             eprintln!("alloc task {k}: round {rounds}, {} keys", m.len());
                         }
                         rounds += 1;
