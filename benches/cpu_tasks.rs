@@ -489,6 +489,7 @@ fn part_cpu_slowdown() {
         median(&mut pw),
         median(&mut pc)
     );
+    let mut last_cost_us = f64::NAN;
     for ((name, q, tgt), rs) in quanta.iter().zip(&runs) {
         let mut wall_pct: Vec<f64> = rs
             .iter()
@@ -509,9 +510,13 @@ fn part_cpu_slowdown() {
         let c = median(&mut cpu_pct);
         let p = median(&mut pre);
         let expected = target.as_secs_f64() / q.as_secs_f64();
+        // Extra worker CPU time per preemption, from the medians.
+        let plain_cpu = median(&mut pc.clone());
+        let per_preemption_us = c / 100.0 * plain_cpu * 1e3 / p.max(1.0);
         println!(
             "  quantum {name}: slowdown median wall {w:+.2} % (range {lo:+.2}..{hi:+.2}), cpu {c:+.2} %; \
-             preemptions/run median {p:.0} (run length / quantum = {expected:.0})"
+             preemptions/run median {p:.0} (run length / quantum = {expected:.0}); \
+             extra worker CPU per preemption ≈ {per_preemption_us:.1} µs"
         );
         let (target_txt, met) = match tgt {
             Some((limit, txt)) => (*txt, Some(c <= *limit)),
@@ -519,11 +524,35 @@ fn part_cpu_slowdown() {
         };
         row(
             format!("CPU work in `spawn_cpu`, quantum {name}, slowdown vs plain thread"),
-            format!("thread CPU {c:+.2} % (wall {w:+.2} %); {p:.0} preemptions/run"),
+            format!(
+                "thread CPU {c:+.2} % (wall {w:+.2} %); {p:.0} preemptions/run, \
+                 ≈ {per_preemption_us:.1} µs CPU each"
+            ),
             target_txt,
             met,
         );
+        last_cost_us = per_preemption_us;
     }
+    // The 100 µs run has ~100× the preemptions of the 10 ms one, so its cost per
+    // preemption is the least noisy estimate; what it predicts for the others
+    // (at one preemption per quantum of CPU time).
+    let pred = |q_ms: f64| last_cost_us / (q_ms * 1e3) * 100.0;
+    println!(
+        "  from the 100 µs run: {last_cost_us:.1} µs of worker CPU per preemption predicts \
+         {:+.2} % at 10 ms, {:+.2} % at 1 ms",
+        pred(10.0),
+        pred(1.0)
+    );
+    row(
+        "CPU work slowdown predicted from the 100 µs run's cost per preemption",
+        format!(
+            "{last_cost_us:.1} µs/preemption → {:+.2} % at 10 ms, {:+.2} % at 1 ms",
+            pred(10.0),
+            pred(1.0)
+        ),
+        "≤ 1 % / ≤ 3 %",
+        Some(pred(10.0) <= 1.0 && pred(1.0) <= 3.0),
+    );
 }
 
 // ---------------------------------------------------------------------------
