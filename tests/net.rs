@@ -408,3 +408,53 @@ fn pending_io_fails_when_the_runtime_shuts_down() {
         "accept on a shut-down runtime must fail, not hang"
     );
 }
+
+#[test]
+fn two_tasks_receive_on_one_shared_udp_socket() {
+    // Both receivers wait on the same socket at once: each must be woken.
+    let rt = rt(2);
+    rt.block_on(async {
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = sock.local_addr().unwrap();
+        let receivers: Vec<_> = (0..2)
+            .map(|_| {
+                let sock = sock.clone();
+                urgent::spawn(async move {
+                    let mut buf = [0u8; 8];
+                    sock.recv_from(&mut buf).await.unwrap().0
+                })
+            })
+            .collect();
+        urgent::time::sleep(Duration::from_millis(20)).await;
+        let sender = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        timeout(LIMIT, async {
+            // Keep sending until both receivers got a datagram (UDP may drop).
+            while receivers.iter().any(|r| !r.is_finished()) {
+                sender.send_to(b"x", addr).await.unwrap();
+                urgent::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("a receiver was never woken");
+        for r in receivers {
+            assert_eq!(r.await.unwrap(), 1);
+        }
+    });
+}
+
+#[test]
+fn slots_are_reused_across_many_short_connections() {
+    let rt = rt(2);
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        urgent::spawn(echo_server(listener));
+        timeout(LIMIT, async {
+            for id in 0..300 {
+                echo_client(addr, id, 1).await;
+            }
+        })
+        .await
+        .expect("short connections timed out");
+    });
+}
