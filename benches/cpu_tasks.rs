@@ -72,14 +72,18 @@ fn config() -> Criterion {
     }
 }
 
-/// The positional arguments (criterion's filter); a part runs if there is none or
-/// one of them is a substring of its name.
+/// The positional arguments (criterion's filter); a part runs if there is none, or
+/// one of them is a substring of its name or starts with it
+/// (`spawn_cpu_join_batch/urgent` selects part 1).
 fn selected(part: &str) -> bool {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    filters.is_empty() || filters.iter().any(|f| part.contains(f.as_str()))
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| part.contains(f.as_str()) || f.starts_with(part))
 }
 
 fn median(v: &mut [f64]) -> f64 {
