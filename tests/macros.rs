@@ -1,6 +1,6 @@
 //! `#[urgent::main]` and `#[urgent::test]`: runtime behaviour of the
-//! expansion, and (through trybuild, `tests/ui/`) the compile errors for
-//! misuse.
+//! expansion. The compile errors for misuse are trybuild cases in
+//! `macros/tests/ui/`.
 
 use std::error::Error;
 use urgent::Handle;
@@ -164,13 +164,4 @@ async fn main_quantum_below_minimum() {}
 #[should_panic(expected = "urgent: failed to build the runtime")]
 fn main_reports_a_builder_error() {
     main_quantum_below_minimum();
-}
-
-// ---- compile errors ----
-
-#[test]
-fn ui() {
-    let t = trybuild::TestCases::new();
-    t.pass("tests/ui/pass_*.rs");
-    t.compile_fail("tests/ui/fail_*.rs");
 }

@@ -532,11 +532,6 @@ impl Core {
                 return Some(t);
             }
         }
-        if self.tick.is_multiple_of(PINNED_INTERVAL) {
-            if let Some(t) = self.pinned.pop_front() {
-                return Some(t);
-            }
-        }
         if let Some(t) = self.lifo.take() {
             if self.lifo_polls < MAX_LIFO_POLLS {
                 self.lifo_polls += 1;
@@ -545,10 +540,18 @@ impl Core {
             self.local.push(t);
         }
         self.lifo_polls = 0;
+        // A bound CPU task runs for up to a quantum once resumed, so it comes
+        // after every ready future (the LIFO slot, the local queue, the
+        // injector), except every PINNED_INTERVAL ticks.
+        if self.tick.is_multiple_of(PINNED_INTERVAL) {
+            if let Some(t) = self.pinned.pop_front() {
+                return Some(t);
+            }
+        }
         self.local
             .pop()
-            .or_else(|| self.pinned.pop_front())
             .or_else(|| self.steal_injector())
+            .or_else(|| self.pinned.pop_front())
             .or_else(|| {
                 self.flush_deferred();
                 self.local.pop()
@@ -636,7 +639,12 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ta
     while !shared.is_shutdown() {
         let maintenance = with_core(|core| {
             core.tick = core.tick.wrapping_add(1);
+            // Also before resuming a CPU task when no future is ready: what
+            // a due timer or a ready socket wakes then runs first, instead of
+            // a quantum later (Go's sysmon polls the network for the same
+            // reason).
             core.tick.is_multiple_of(GLOBAL_QUEUE_INTERVAL)
+                || (core.lifo.is_none() && core.local.is_empty() && !core.pinned.is_empty())
         });
         if maintenance {
             shared.maintenance();
