@@ -453,6 +453,37 @@ impl<E: Source> PollEvented<E> {
         }
     }
 
+    /// [`poll_io`](Self::poll_io) for reads and writes of `len` bytes: a
+    /// short transfer (`0 < n < len`) means the socket buffer was drained
+    /// (or filled), so readiness is cleared at once, saving the `WouldBlock`
+    /// syscall the next call would make (tokio does the same). An event that
+    /// raced in keeps its bits, as with any clear.
+    pub(crate) fn poll_io_len(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        len: usize,
+        mut f: impl FnMut(&E) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let ev = match self.reg.poll_ready(cx, dir) {
+                Poll::Ready(Ok(ev)) => ev,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            match f(self.get_ref()) {
+                Ok(n) => {
+                    if n > 0 && n < len {
+                        self.reg.clear_readiness(ev);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.clear_readiness(ev),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
     /// Tries `f` once if `dir` looks ready; `WouldBlock` otherwise (and
     /// then readiness is cleared).
     pub(crate) fn try_io<R>(

@@ -400,7 +400,9 @@ impl TcpStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.io.poll_io(cx, Direction::Read, |s| (&*s).read(buf))
+        let len = buf.len();
+        self.io
+            .poll_io_len(cx, Direction::Read, len, |s| (&*s).read(buf))
     }
 
     pub(crate) fn poll_write_priv(
@@ -408,7 +410,8 @@ impl TcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.io.poll_io(cx, Direction::Write, |s| (&*s).write(buf))
+        self.io
+            .poll_io_len(cx, Direction::Write, buf.len(), |s| (&*s).write(buf))
     }
 
     pub(crate) fn poll_write_vectored_priv(
@@ -416,8 +419,9 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let len = bufs.iter().map(|b| b.len()).sum();
         self.io
-            .poll_io(cx, Direction::Write, |s| (&*s).write_vectored(bufs))
+            .poll_io_len(cx, Direction::Write, len, |s| (&*s).write_vectored(bufs))
     }
 
     pub(crate) fn shutdown_std(&self, how: Shutdown) -> io::Result<()> {
