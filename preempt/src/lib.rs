@@ -563,6 +563,16 @@ impl Preemptor {
             ));
         }
         let env_off = std::env::var("URGENT_ASYNC_PREEMPT").is_ok_and(|v| v.trim() == "0");
+        if config.async_preempt && !env_off && !arch::SUPPORTED {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                eprintln!(
+                    "urgent: asynchronous preemption is implemented on x86_64 Linux only; on this \
+                     target CPU tasks are preempted cooperatively (urgent::task::checkpoint, \
+                     urgent::wait)"
+                )
+            });
+        }
         let mut async_enabled = config.async_preempt && !env_off && arch::SUPPORTED;
         if async_enabled {
             symtab::add_prefixes(&config.deny_prefixes, &[]);
