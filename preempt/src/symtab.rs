@@ -39,7 +39,11 @@ pub const BUILTIN_DENY: &[&str] = &[
     "urgent::",
     "urgent_",
     "tokio::",
-    "tokio_",
+    // tokio's companion crates by name: a bare "tokio_" would also deny user
+    // crates that happen to start with it.
+    "tokio_util::",
+    "tokio_stream::",
+    "tokio_macros::",
     "mio::",
     "crossbeam",
     "parking_lot",
