@@ -6,70 +6,11 @@
 //! message instead of hanging forever when the runtime deadlocks. Tests assert
 //! behaviour only; where time matters at all the bounds are generous.
 
-use std::any::Any;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+mod support;
+
+use std::panic::catch_unwind;
 use std::time::Duration;
-
-/// How long a test body may run before it counts as hung.
-const HANG: Duration = Duration::from_secs(30);
-
-/// Runs `f` on its own thread and fails with a clear message if it does not
-/// finish within [`HANG`]; a panic in `f` is re-raised on the test thread.
-fn guard<F: FnOnce() + Send + 'static>(f: F) {
-    let (tx, rx) = mpsc::channel();
-    let body = std::thread::Builder::new()
-        .name("test-body".into())
-        .spawn(move || {
-            let res = catch_unwind(AssertUnwindSafe(f));
-            let _ = tx.send(res);
-        })
-        .expect("spawn the test body thread");
-    match rx.recv_timeout(HANG) {
-        Ok(Ok(())) => body.join().expect("test body thread"),
-        Ok(Err(payload)) => resume_unwind(payload),
-        Err(_) => panic!("the test did not finish within {HANG:?}: the runtime hung"),
-    }
-}
-
-/// The text of a panic payload (`panic!` with a literal or a format string).
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_string()
-    }
-}
-
-/// Runs the test `name` (its path without the crate name) in a child process
-/// of this test binary, with `URGENT_TEST_CHILD=1` and `envs` set, and fails
-/// with the child's output unless it passed. For scenarios that need their
-/// own environment, or that can take the whole process down when they fail.
-fn run_in_child(name: &str, envs: &[(&str, &str)]) {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env("URGENT_TEST_CHILD", "1")
-        .envs(envs.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the child process running {name} failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(
-        stdout.contains("1 passed"),
-        "the child ran no test:\n{stdout}"
-    );
-}
-
-fn in_child() -> bool {
-    std::env::var_os("URGENT_TEST_CHILD").is_some()
-}
+use support::{guard, is_child as in_child, panic_message, run_in_child, HANG};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -6,36 +6,17 @@
 //! Each test body runs under [`guard`], so a deadlock fails with a message
 //! instead of hanging. No test asserts speed.
 
+mod support;
+
 use futures::channel::oneshot;
 use futures::StreamExt;
 use std::collections::HashSet;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::{guard, HANG};
 use urgent::Runtime;
-
-/// How long a test body may run before it counts as hung.
-const HANG: Duration = Duration::from_secs(30);
-
-/// Runs `f` on its own thread and fails with a clear message if it does not
-/// finish within [`HANG`]; a panic in `f` is re-raised on the test thread.
-fn guard<F: FnOnce() + Send + 'static>(f: F) {
-    let (tx, rx) = mpsc::channel();
-    let body = thread::Builder::new()
-        .name("test-body".into())
-        .spawn(move || {
-            let res = catch_unwind(AssertUnwindSafe(f));
-            let _ = tx.send(res);
-        })
-        .expect("spawn the test body thread");
-    match rx.recv_timeout(HANG) {
-        Ok(Ok(())) => body.join().expect("test body thread"),
-        Ok(Err(payload)) => resume_unwind(payload),
-        Err(_) => panic!("the test did not finish within {HANG:?}: the runtime hung"),
-    }
-}
 
 fn rt(workers: usize) -> Runtime {
     urgent::Builder::new()

@@ -61,3 +61,17 @@ pub fn run_child(name: &str, envs: &[(&str, &str)]) -> (std::process::ExitStatus
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
     )
 }
+
+/// Runs test `name` (its path without the crate name) in a child process of
+/// this test binary, with `URGENT_TEST_CHILD=1` and `envs` set, and fails with
+/// the child's output unless exactly that test ran and passed. For scenarios
+/// that need their own environment, or that can take the whole process down
+/// when they fail.
+pub fn run_in_child(name: &str, envs: &[(&str, &str)]) {
+    let (status, out) = run_child(name, envs);
+    assert!(
+        status.success(),
+        "the child process running {name} failed ({status}):\n{out}"
+    );
+    assert!(out.contains("1 passed"), "the child ran no test:\n{out}");
+}
