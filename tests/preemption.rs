@@ -442,6 +442,58 @@ fn migrate_preempted_keeps_results_correct() {
     });
 }
 
+/// Preemptions that land inside the inlined cooperative suspension path
+/// (`checkpoint` and `yield_now` inline `suspend` into the task's own code in
+/// release builds), with migration on: the task must always suspend *itself*
+/// and keep its own state, whichever thread resumes it. Four tasks on two
+/// workers at a 100 µs quantum, each yielding in a tight loop while doing
+/// checked work.
+#[test]
+fn preemption_inside_cooperative_yields_with_migration() {
+    if !async_preempt_available() {
+        return;
+    }
+    guard(|| {
+        let rt = urgent::Builder::new()
+            .worker_threads(2)
+            .quantum(Duration::from_micros(100))
+            .migrate_preempted(true)
+            .build()
+            .unwrap();
+        let handles: Vec<_> = (0..4u64)
+            .map(|seed| {
+                rt.spawn_cpu(move || {
+                    let t = Instant::now();
+                    let (mut check, mut rounds) = (seed, 0u64);
+                    while t.elapsed() < Duration::from_millis(300) {
+                        check = int_work(check, 500);
+                        urgent::task::checkpoint();
+                        check = int_work(check, 500);
+                        urgent::wait(urgent::task::yield_now());
+                        rounds += 1;
+                    }
+                    (seed, check, rounds)
+                })
+            })
+            .collect();
+        let results: Vec<_> = rt.block_on(async {
+            let mut v = Vec::new();
+            for h in handles {
+                v.push(h.await.unwrap());
+            }
+            v
+        });
+        for (seed, check, rounds) in results {
+            let mut expect = seed;
+            for _ in 0..rounds {
+                expect = int_work(int_work(expect, 500), 500);
+            }
+            assert_eq!(check, expect, "task {seed} lost its state");
+            assert!(rounds > 0);
+        }
+        eprintln!("{:?}", rt.metrics());
+    });
+}
 /// A storm of process-wide SIGURG from another thread changes nothing.
 #[test]
 fn sigurg_storm_changes_nothing() {

@@ -98,7 +98,7 @@ impl fmt::Debug for Resume {
 /// Book-keeping for one coroutine. It lives in the top [`RESERVED`] bytes of
 /// the coroutine's own stack, right above corosensei's parent link, so its
 /// address never changes while the `Coroutine` value moves around, and the
-/// running coroutine's record is found from the thread-local `CURRENT`.
+/// running coroutine's record is found from the thread-local `current()`.
 pub(crate) struct Running {
     /// The `Running` of whatever ran on this thread before we were resumed:
     /// null for a plain thread, or an outer coroutine that resumed us.
@@ -122,23 +122,29 @@ pub(crate) struct Running {
     top: usize,
 }
 
-thread_local! {
-    /// The yielder of the coroutine running on this thread, or null. The
-    /// coroutine's `Running` record sits at a fixed offset from it
-    /// (`running_of`). Const-initialised and without a destructor, so reading
-    /// it is a plain TLS load: safe in a signal handler (no allocation, no
-    /// lazy registration).
-    static CURRENT: Cell<*const Y> = const { Cell::new(ptr::null()) };
+/// The yielder of the coroutine running on this thread, or null. The
+/// coroutine's `Running` record sits at a fixed offset from it
+/// (`running_of`). Kept in `arch` (one instruction per access where the
+/// architecture allows): safe in a signal handler, and a read cannot be split
+/// by a preemption and finished on another thread.
+#[inline(always)]
+fn current() -> *const Y {
+    crate::arch::current().cast()
+}
+
+#[inline(always)]
+fn set_current(y: *const Y) {
+    crate::arch::set_current(y.cast())
 }
 
 /// Guard bounds of the coroutine running on this thread: `(guard_lo,
 /// stack_lo, top)`. Async-signal-safe.
 pub(crate) fn current_bounds() -> Option<(usize, usize, usize)> {
-    let y = CURRENT.try_with(|c| c.get()).unwrap_or(ptr::null());
+    let y = current();
     if y.is_null() {
         return None;
     }
-    // SAFETY: CURRENT is non-null only while `Coroutine::resume` (or its
+    // SAFETY: `current()` is non-null only while `Coroutine::resume` (or its
     // drop-time unwind) runs on this thread; the record then lives at the top
     // of that coroutine's stack, which stays mapped meanwhile.
     let r = unsafe { &*running_of(y) };
@@ -148,7 +154,7 @@ pub(crate) fn current_bounds() -> Option<(usize, usize, usize)> {
 /// `(lowest usable address, top)` of the stack of the coroutine running on
 /// this thread, or `None` outside coroutines.
 ///
-/// Async-signal-safe (one read of a const-initialised thread-local, no
+/// Async-signal-safe (one read of a thread-local defined in `arch`, no
 /// allocation, no lock), so a signal handler can check whether an
 /// interrupted stack pointer lies on the current coroutine's stack.
 #[inline]
@@ -306,7 +312,7 @@ impl Coroutine {
     pub fn resume(&mut self) -> Resume {
         // First the self-resume check: a running coroutine also looks
         // "done" to corosensei (it clears its saved stack pointer meanwhile).
-        let parent = CURRENT.with(|c| c.get());
+        let parent = current();
         let parent_run = if parent.is_null() {
             ptr::null()
         } else {
@@ -318,9 +324,9 @@ impl Coroutine {
         self.state().parent.set(parent_run);
         // `last_suspend` keeps its value while running: nobody can observe
         // it then (`self` is borrowed mutably), and it is rewritten below.
-        CURRENT.with(|c| c.set(yielder_of(self.run)));
+        set_current(yielder_of(self.run));
         let r = self.inner.resume(());
-        CURRENT.with(|c| c.set(parent));
+        set_current(parent);
         match r {
             CoroutineResult::Yield(kind) => {
                 // Recorded here, from the value that crossed the switch, not
@@ -418,20 +424,20 @@ impl Drop for Coroutine {
                 // current coroutine; any later `suspend` sees `unwinding` and
                 // does not switch.
                 self.state().unwinding.set(true);
-                let parent = CURRENT.with(|c| c.get());
+                let parent = current();
                 let parent_run = if parent.is_null() {
                     ptr::null()
                 } else {
                     running_of(parent)
                 };
                 self.state().parent.set(parent_run);
-                CURRENT.with(|c| c.set(yielder_of(self.run)));
+                set_current(yielder_of(self.run));
                 // Restores the current pointer even if the unwind panics
                 // (it should not: the coroutine's root catches everything).
                 struct Restore(*const Y);
                 impl Drop for Restore {
                     fn drop(&mut self) {
-                        CURRENT.with(|c| c.set(self.0));
+                        set_current(self.0);
                     }
                 }
                 let _restore = Restore(parent);
@@ -468,19 +474,21 @@ impl Drop for Coroutine {
 /// Inlined, its code may be interrupted by the preemption signal like any
 /// user code, so everything it touches must stay valid if the coroutine is
 /// suspended there and later resumed (after moving, or on another thread):
-/// the thread-local is read by an out-of-line call (the compiler may keep a
-/// thread-local's *address* in a register across the switch, which would be
-/// the old thread's after a migration), and what it yields, the coroutine's
+/// the thread-local is read in a way that a preemption cannot split (one
+/// `fs`-relative load on x86_64, an out-of-line call elsewhere; a plain
+/// `thread_local!` read computes the variable's address first, and resumed
+/// on another thread after a migration, would finish on the old thread's
+/// copy; see `arch`), and what it yields, the coroutine's
 /// yielder (corosensei's parent link) and the record next to it, live on the
 /// coroutine's own stack, whose addresses never change. The switch itself
 /// re-reads the parent link, so a nested preemption before it is harmless.
 #[inline]
 pub fn suspend(kind: SuspendKind) {
-    let y = current_yielder();
+    let y = current();
     if y.is_null() {
         outside_panic();
     }
-    // SAFETY: a non-null CURRENT is the yielder of the coroutine running on
+    // SAFETY: a non-null `current()` is the yielder of the coroutine running on
     // this thread, i.e. the one whose stack this code runs on: the parent
     // link on that stack, with the coroutine's record next to it, both valid
     // until the coroutine is dropped, which cannot happen while it runs.
@@ -490,12 +498,6 @@ pub fn suspend(kind: SuspendKind) {
         }
         (*y).suspend(kind);
     }
-}
-
-/// This thread's `CURRENT`. Never inlined: see [`suspend`].
-#[inline(never)]
-fn current_yielder() -> *const Y {
-    CURRENT.with(|c| c.get())
 }
 
 #[cold]
@@ -534,5 +536,5 @@ fn unwinding_suspend(run: &Running, kind: SuspendKind) {
 /// panic).
 #[inline]
 pub fn in_coroutine() -> bool {
-    CURRENT.with(|c| !c.get().is_null())
+    !current().is_null()
 }

@@ -127,6 +127,7 @@
 #[cfg(not(unix))]
 compile_error!("urgent-stackful supports Linux (x86_64, aarch64) only");
 
+mod arch;
 mod coroutine;
 mod signal;
 mod stack;
