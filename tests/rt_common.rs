@@ -68,10 +68,11 @@ fn join_error_is_sync() {
     assert!(is_sync!(urgent::JoinError), "urgent::JoinError is not Sync");
 }
 
-#[test]
-fn builder_zero_workers_is_invalid_input() {
-    match urgent::Builder::new().worker_threads(0).build() {
-        Ok(_) => panic!("worker_threads(0) built a runtime"),
+/// Fails unless `built` is an `InvalidInput` error with a message; `setting`
+/// names what was asked of the builder.
+fn assert_invalid_input(built: std::io::Result<urgent::Runtime>, setting: &str) {
+    match built {
+        Ok(_) => panic!("{setting} built a runtime"),
         Err(e) => {
             assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
             assert!(!e.to_string().is_empty());
@@ -80,14 +81,19 @@ fn builder_zero_workers_is_invalid_input() {
 }
 
 #[test]
+fn builder_zero_workers_is_invalid_input() {
+    assert_invalid_input(
+        urgent::Builder::new().worker_threads(0).build(),
+        "worker_threads(0)",
+    );
+}
+
+#[test]
 fn builder_zero_quantum_is_invalid_input() {
-    match urgent::Builder::new().quantum(Duration::ZERO).build() {
-        Ok(_) => panic!("quantum(0) built a runtime"),
-        Err(e) => {
-            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
-            assert!(!e.to_string().is_empty());
-        }
-    }
+    assert_invalid_input(
+        urgent::Builder::new().quantum(Duration::ZERO).build(),
+        "quantum(0)",
+    );
 }
 
 #[test]
@@ -202,6 +208,23 @@ rt_test! {
         .await
     }
 
+    /// Spawns a task that never finishes and is always runnable.
+    fn spawn_spinner() {
+        urgent::spawn(async {
+            loop {
+                yield_once().await;
+            }
+        });
+    }
+
+    /// Sends `value` on `tx` from another thread after 20 ms.
+    fn send_later<T: std::fmt::Debug + Send + 'static>(tx: oneshot::Sender<T>, value: T) {
+        thread::spawn(move || {
+            thread::sleep(ms(20));
+            tx.send(value).unwrap();
+        });
+    }
+
     /// Sends on `tx` when dropped.
     struct DropFlag(mpsc::Sender<()>);
 
@@ -209,6 +232,23 @@ rt_test! {
         fn drop(&mut self) {
             let _ = self.0.send(());
         }
+    }
+
+    /// A [`DropFlag`] and the receiver that hears it drop.
+    fn drop_flag() -> (DropFlag, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel();
+        (DropFlag(tx), rx)
+    }
+
+    /// A future that never completes and owns `flag`.
+    async fn pending_with(flag: DropFlag) {
+        let _flag = flag;
+        std::future::pending::<()>().await
+    }
+
+    /// Fails with `msg` unless the flag behind `rx` drops within [`HANG`].
+    fn expect_dropped(rx: &mpsc::Receiver<()>, msg: &str) {
+        rx.recv_timeout(HANG).expect(msg);
     }
 
     /// Waits (bounded) until the task behind `jh` has finished.
@@ -241,10 +281,7 @@ rt_test! {
             let rt = rt();
             let out = rt.block_on(async {
                 let (tx, rx) = oneshot::channel();
-                thread::spawn(move || {
-                    thread::sleep(ms(20));
-                    tx.send("ZOMG").unwrap();
-                });
+                send_later(tx, "ZOMG");
                 rx.await.unwrap()
             });
             assert_eq!(out, "ZOMG");
@@ -434,41 +471,49 @@ rt_test! {
         });
     }
 
+    /// Spawns `iter` tasks that each wait for their index from another thread
+    /// and report it back; returns the indices in the order they came back.
+    async fn spawn_many(iter: usize) -> Vec<usize> {
+        let (done_tx, mut done_rx) = futures::channel::mpsc::unbounded();
+        let txs: Vec<_> = (0..iter)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel();
+                let done_tx = done_tx.clone();
+                urgent::spawn(async move {
+                    let msg = rx.await.unwrap();
+                    assert_eq!(i, msg);
+                    done_tx.unbounded_send(msg).unwrap();
+                });
+                tx
+            })
+            .collect();
+        drop(done_tx);
+
+        thread::spawn(move || {
+            for (i, tx) in txs.into_iter().enumerate() {
+                tx.send(i).unwrap();
+            }
+        });
+
+        let mut out = vec![];
+        while let Some(i) = done_rx.next().await {
+            out.push(i);
+        }
+        out
+    }
+
+    fn assert_is_permutation_of_0_to(mut out: Vec<usize>, n: usize) {
+        out.sort_unstable();
+        assert_eq!(out, (0..n).collect::<Vec<_>>());
+    }
+
     #[test]
     fn spawn_many_from_block_on() {
         guard(|| {
             const ITER: usize = 200;
             let rt = rt();
-            let mut out = rt.block_on(async {
-                let (done_tx, mut done_rx) = futures::channel::mpsc::unbounded();
-                let txs: Vec<_> = (0..ITER)
-                    .map(|i| {
-                        let (tx, rx) = oneshot::channel();
-                        let done_tx = done_tx.clone();
-                        urgent::spawn(async move {
-                            let msg = rx.await.unwrap();
-                            assert_eq!(i, msg);
-                            done_tx.unbounded_send(msg).unwrap();
-                        });
-                        tx
-                    })
-                    .collect();
-                drop(done_tx);
-
-                thread::spawn(move || {
-                    for (i, tx) in txs.into_iter().enumerate() {
-                        tx.send(i).unwrap();
-                    }
-                });
-
-                let mut out = vec![];
-                while let Some(i) = done_rx.next().await {
-                    out.push(i);
-                }
-                out
-            });
-            out.sort_unstable();
-            assert_eq!(out, (0..ITER).collect::<Vec<_>>());
+            let out = rt.block_on(spawn_many(ITER));
+            assert_is_permutation_of_0_to(out, ITER);
         });
     }
 
@@ -477,40 +522,8 @@ rt_test! {
         guard(|| {
             const ITER: usize = 500;
             let rt = rt();
-            let mut out = rt.block_on(async {
-                urgent::spawn(async {
-                    let (done_tx, mut done_rx) = futures::channel::mpsc::unbounded();
-                    let txs: Vec<_> = (0..ITER)
-                        .map(|i| {
-                            let (tx, rx) = oneshot::channel();
-                            let done_tx = done_tx.clone();
-                            urgent::spawn(async move {
-                                let msg = rx.await.unwrap();
-                                assert_eq!(i, msg);
-                                done_tx.unbounded_send(msg).unwrap();
-                            });
-                            tx
-                        })
-                        .collect();
-                    drop(done_tx);
-
-                    thread::spawn(move || {
-                        for (i, tx) in txs.into_iter().enumerate() {
-                            tx.send(i).unwrap();
-                        }
-                    });
-
-                    let mut out = vec![];
-                    while let Some(i) = done_rx.next().await {
-                        out.push(i);
-                    }
-                    out
-                })
-                .await
-                .unwrap()
-            });
-            out.sort_unstable();
-            assert_eq!(out, (0..ITER).collect::<Vec<_>>());
+            let out = rt.block_on(async { urgent::spawn(spawn_many(ITER)).await.unwrap() });
+            assert_is_permutation_of_0_to(out, ITER);
         });
     }
 
@@ -660,15 +673,8 @@ rt_test! {
             rt.block_on(async {
                 let (tx, rx) = oneshot::channel();
                 // Spin hard.
-                urgent::spawn(async {
-                    loop {
-                        yield_once().await;
-                    }
-                });
-                thread::spawn(move || {
-                    thread::sleep(ms(20));
-                    tx.send(()).unwrap();
-                });
+                spawn_spinner();
+                send_later(tx, ());
                 rx.await.unwrap();
             });
         });
@@ -681,15 +687,8 @@ rt_test! {
             rt.block_on(async {
                 let (tx1, rx1) = oneshot::channel();
                 let (tx2, rx2) = oneshot::channel();
-                urgent::spawn(async {
-                    loop {
-                        yield_once().await;
-                    }
-                });
-                thread::spawn(move || {
-                    thread::sleep(ms(20));
-                    tx1.send(()).unwrap();
-                });
+                spawn_spinner();
+                send_later(tx1, ());
                 urgent::spawn(async move {
                     rx1.await.unwrap();
                     tx2.send(()).unwrap();
@@ -699,18 +698,27 @@ rt_test! {
         });
     }
 
+    /// From a new thread, after `delay` (none if zero), spawns onto `rt` a
+    /// task that sends on the returned receiver.
+    fn spawn_from_other_thread(rt: &Runtime, delay: Duration) -> oneshot::Receiver<()> {
+        let handle = rt.handle().clone();
+        let (tx, rx) = oneshot::channel();
+        thread::spawn(move || {
+            if !delay.is_zero() {
+                thread::sleep(delay);
+            }
+            handle.spawn(async move {
+                tx.send(()).unwrap();
+            });
+        });
+        rx
+    }
+
     #[test]
     fn spawn_from_other_thread_idle() {
         guard(|| {
             let rt = rt();
-            let handle = rt.handle().clone();
-            let (tx, rx) = oneshot::channel();
-            thread::spawn(move || {
-                thread::sleep(ms(20));
-                handle.spawn(async move {
-                    tx.send(()).unwrap();
-                });
-            });
+            let rx = spawn_from_other_thread(&rt, ms(20));
             rt.block_on(async move {
                 rx.await.unwrap();
             });
@@ -721,19 +729,9 @@ rt_test! {
     fn spawn_from_other_thread_under_load() {
         guard(|| {
             let rt = rt();
-            let handle = rt.handle().clone();
-            let (tx, rx) = oneshot::channel();
-            thread::spawn(move || {
-                handle.spawn(async move {
-                    tx.send(()).unwrap();
-                });
-            });
+            let rx = spawn_from_other_thread(&rt, Duration::ZERO);
             rt.block_on(async move {
-                urgent::spawn(async {
-                    loop {
-                        yield_once().await;
-                    }
-                });
+                spawn_spinner();
                 rx.await.unwrap();
             });
         });
@@ -905,19 +903,17 @@ rt_test! {
             }
 
             let rt = rt();
-            let (drop_tx, drop_rx) = mpsc::channel();
+            let (flag, drop_rx) = drop_flag();
             let (run_tx, run_rx) = oneshot::channel();
             rt.block_on(async move {
                 urgent::spawn(async move {
                     run_tx.send(()).unwrap();
-                    Never { _flag: DropFlag(drop_tx) }.await
+                    Never { _flag: flag }.await
                 });
                 run_rx.await.unwrap();
             });
             drop(rt);
-            drop_rx
-                .recv_timeout(HANG)
-                .expect("the pending future was not dropped at shutdown");
+            expect_dropped(&drop_rx, "the pending future was not dropped at shutdown");
         });
     }
 
@@ -1079,44 +1075,47 @@ rt_test! {
         });
     }
 
+    /// A runtime on which one task has started running `body` (inside its
+    /// poll, so `body` holds the worker until it returns).
+    fn rt_running(body: impl FnOnce() + Send + 'static) -> Runtime {
+        let rt = rt();
+        let (tx, rx) = oneshot::channel();
+        rt.spawn(async move {
+            tx.send(()).unwrap();
+            body();
+        });
+        rt.block_on(rx).unwrap();
+        rt
+    }
+
+    /// How long `rt.shutdown_timeout(timeout)` takes.
+    fn time_shutdown(rt: Runtime, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        rt.shutdown_timeout(timeout);
+        start.elapsed()
+    }
+
     #[test]
     fn shutdown_timeout_with_sleeping_task() {
         guard(|| {
-            let rt = rt();
-            let (tx, rx) = oneshot::channel();
-            rt.spawn(async move {
-                tx.send(()).unwrap();
-                thread::sleep(Duration::from_secs(10));
-            });
-            rt.block_on(rx).unwrap();
-            let start = Instant::now();
-            rt.shutdown_timeout(ms(100));
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "shutdown_timeout(100ms) took {:?}",
-                start.elapsed()
-            );
+            let rt = rt_running(|| thread::sleep(Duration::from_secs(10)));
+            let took = time_shutdown(rt, ms(100));
+            assert!(took < Duration::from_secs(5), "shutdown_timeout(100ms) took {took:?}");
         });
     }
 
     #[test]
     fn shutdown_timeout_with_spinning_task() {
         guard(|| {
-            let rt = rt();
             let stop = Arc::new(AtomicBool::new(false));
-            let (tx, rx) = oneshot::channel();
             let s = stop.clone();
-            rt.spawn(async move {
-                tx.send(()).unwrap();
-                // A plain future that never returns to the scheduler.
+            // A plain future that never returns to the scheduler.
+            let rt = rt_running(move || {
                 while !s.load(Ordering::Relaxed) {
                     std::hint::spin_loop();
                 }
             });
-            rt.block_on(rx).unwrap();
-            let start = Instant::now();
-            rt.shutdown_timeout(ms(100));
-            let took = start.elapsed();
+            let took = time_shutdown(rt, ms(100));
             stop.store(true, Ordering::Relaxed);
             assert!(took < Duration::from_secs(5), "shutdown_timeout(100ms) took {took:?}");
         });
@@ -1125,16 +1124,8 @@ rt_test! {
     #[test]
     fn shutdown_timeout_zero() {
         guard(|| {
-            let rt = rt();
-            let (tx, rx) = oneshot::channel();
-            rt.spawn(async move {
-                tx.send(()).unwrap();
-                thread::sleep(Duration::from_secs(10));
-            });
-            rt.block_on(rx).unwrap();
-            let start = Instant::now();
-            rt.shutdown_timeout(Duration::ZERO);
-            assert!(start.elapsed() < Duration::from_secs(5));
+            let rt = rt_running(|| thread::sleep(Duration::from_secs(10)));
+            assert!(time_shutdown(rt, Duration::ZERO) < Duration::from_secs(5));
         });
     }
 
@@ -1143,10 +1134,8 @@ rt_test! {
         guard(|| {
             let rt = rt();
             rt.block_on(async { urgent::time::sleep(ms(20)).await });
-            let start = Instant::now();
             // Nothing is running: must not wait for the timeout.
-            rt.shutdown_timeout(Duration::from_secs(3600));
-            assert!(start.elapsed() < Duration::from_secs(5));
+            assert!(time_shutdown(rt, Duration::from_secs(3600)) < Duration::from_secs(5));
         });
     }
 
@@ -1178,13 +1167,9 @@ rt_test! {
     fn abort_pending_task() {
         guard(|| {
             let rt = rt();
-            let (drop_tx, drop_rx) = mpsc::channel();
+            let (flag, drop_rx) = drop_flag();
             let err = rt.block_on(async move {
-                let flag = DropFlag(drop_tx);
-                let jh = urgent::spawn(async move {
-                    let _flag = flag;
-                    std::future::pending::<()>().await
-                });
+                let jh = urgent::spawn(pending_with(flag));
                 urgent::task::yield_now().await;
                 jh.abort();
                 jh.await.unwrap_err()
@@ -1192,7 +1177,7 @@ rt_test! {
             assert!(err.is_cancelled());
             assert!(!err.is_panic());
             assert!(!format!("{err}").is_empty());
-            drop_rx.recv_timeout(HANG).expect("the aborted future was not dropped");
+            expect_dropped(&drop_rx, "the aborted future was not dropped");
         });
     }
 
@@ -1223,16 +1208,12 @@ rt_test! {
     fn abort_before_first_poll() {
         guard(|| {
             let rt = rt();
-            let (drop_tx, drop_rx) = mpsc::channel();
-            let flag = DropFlag(drop_tx);
-            let jh = rt.spawn(async move {
-                let _flag = flag;
-                std::future::pending::<()>().await
-            });
+            let (flag, drop_rx) = drop_flag();
+            let jh = rt.spawn(pending_with(flag));
             jh.abort();
             let err = rt.block_on(jh).unwrap_err();
             assert!(err.is_cancelled());
-            drop_rx.recv_timeout(HANG).expect("the aborted future was not dropped");
+            expect_dropped(&drop_rx, "the aborted future was not dropped");
         });
     }
 
@@ -1240,9 +1221,8 @@ rt_test! {
     fn abort_from_another_thread() {
         guard(|| {
             let rt = rt();
-            let (drop_tx, drop_rx) = mpsc::channel();
+            let (flag, drop_rx) = drop_flag();
             let (started_tx, started_rx) = mpsc::channel();
-            let flag = DropFlag(drop_tx);
             let jh = rt.spawn(async move {
                 let _flag = flag;
                 started_tx.send(()).unwrap();
@@ -1260,7 +1240,7 @@ rt_test! {
             .unwrap();
             let err = rt.block_on(jh).unwrap_err();
             assert!(err.is_cancelled());
-            drop_rx.recv_timeout(HANG).expect("the aborted future was not dropped");
+            expect_dropped(&drop_rx, "the aborted future was not dropped");
         });
     }
 
@@ -1588,15 +1568,12 @@ rt_test! {
             let rt = rt();
             let h = rt.handle().clone();
             drop(rt);
-            let (drop_tx, drop_rx) = mpsc::channel();
-            let flag = DropFlag(drop_tx);
+            let (flag, drop_rx) = drop_flag();
             let jh = h.spawn(async move {
                 let _flag = flag;
                 1
             });
-            drop_rx
-                .recv_timeout(HANG)
-                .expect("a task spawned after shutdown was never dropped");
+            expect_dropped(&drop_rx, "a task spawned after shutdown was never dropped");
             // A JoinHandle can be awaited anywhere, also outside a runtime.
             let err = futures::executor::block_on(jh).unwrap_err();
             assert!(err.is_cancelled());

@@ -25,6 +25,53 @@ fn rt(workers: usize) -> Runtime {
         .unwrap()
 }
 
+/// Starts `threads` threads, thread `t` running `f(t, handle of rt)`, then
+/// joins them all and sums what they returned.
+fn sum_over_threads<F>(rt: &Runtime, threads: u64, f: F) -> u64
+where
+    F: FnOnce(u64, urgent::Handle) -> u64 + Clone + Send + 'static,
+{
+    let spawned: Vec<_> = (0..threads)
+        .map(|t| {
+            let (h, f) = (rt.handle().clone(), f.clone());
+            thread::spawn(move || f(t, h))
+        })
+        .collect();
+    spawned.into_iter().map(|s| s.join().unwrap()).sum()
+}
+
+/// Waits (bounded by [`HANG`], calling `pause` between looks) until `counter`
+/// reaches `n`; fails with `never` if it does not.
+fn wait_for_count(counter: &AtomicUsize, n: usize, never: &str, pause: impl Fn()) {
+    let start = Instant::now();
+    while counter.load(Ordering::Relaxed) < n {
+        assert!(start.elapsed() < HANG, "{never}");
+        pause();
+    }
+}
+
+fn sleep_1ms() {
+    thread::sleep(Duration::from_millis(1));
+}
+
+/// Spawns through `h` a task that sends on `tx`.
+fn spawn_sender(h: &urgent::Handle, tx: mpsc::Sender<()>) {
+    h.spawn(async move {
+        tx.send(()).unwrap();
+    });
+}
+
+/// Hands `spawn` a sender for a task to send on, waits up to 10 s for that
+/// send, then sets `stop` (also when the send never came) and fails with
+/// `starved` if it never came.
+fn expect_task_runs(stop: &AtomicBool, starved: &str, spawn: impl FnOnce(mpsc::Sender<()>)) {
+    let (tx, rx) = mpsc::channel();
+    spawn(tx);
+    let res = rx.recv_timeout(Duration::from_secs(10));
+    stop.store(true, Ordering::Relaxed);
+    res.expect(starved);
+}
+
 #[test]
 fn many_oneshot_futures() {
     guard(|| {
@@ -107,41 +154,31 @@ fn self_respawning_chain_does_not_starve_outside_task() {
         let rt = rt(1);
         let stop = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicUsize::new(0));
-        {
+        let start_chain = || {
             let (stop, count) = (stop.clone(), count.clone());
             rt.spawn(async move { respawn(stop, count) });
-        }
+        };
+        start_chain();
         // Make sure the chain is running before the outside task arrives.
-        let start = Instant::now();
-        while count.load(Ordering::Relaxed) < 100 {
-            assert!(start.elapsed() < HANG, "the chain never started");
-            thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_count(&count, 100, "the chain never started", sleep_1ms);
 
-        let (tx, rx) = mpsc::channel();
-        rt.handle().spawn(async move {
-            tx.send(()).unwrap();
-        });
-        let res = rx.recv_timeout(Duration::from_secs(10));
-        stop.store(true, Ordering::Relaxed);
-        res.expect("a task spawned from outside starved behind a self-respawning chain");
+        expect_task_runs(
+            &stop,
+            "a task spawned from outside starved behind a self-respawning chain",
+            |tx| spawn_sender(rt.handle(), tx),
+        );
 
         // Same from a thread that is not the one owning the runtime.
         stop.store(false, Ordering::Relaxed);
-        {
-            let (stop, count) = (stop.clone(), count.clone());
-            rt.spawn(async move { respawn(stop, count) });
-        }
-        let h = rt.handle().clone();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            h.spawn(async move {
-                tx.send(()).unwrap();
-            });
-        });
-        let res = rx.recv_timeout(Duration::from_secs(10));
-        stop.store(true, Ordering::Relaxed);
-        res.expect("a task spawned from another thread starved behind a self-respawning chain");
+        start_chain();
+        expect_task_runs(
+            &stop,
+            "a task spawned from another thread starved behind a self-respawning chain",
+            |tx| {
+                let h = rt.handle().clone();
+                thread::spawn(move || spawn_sender(&h, tx));
+            },
+        );
     });
 }
 
@@ -156,14 +193,16 @@ fn self_waking_task_does_not_starve_timer() {
                 urgent::task::yield_now().await;
             }
         });
-        let (tx, rx) = mpsc::channel();
-        rt.spawn(async move {
-            urgent::time::sleep(Duration::from_millis(10)).await;
-            tx.send(()).unwrap();
-        });
-        let res = rx.recv_timeout(Duration::from_secs(10));
-        stop.store(true, Ordering::Relaxed);
-        res.expect("a sleeping task never woke while another task kept yielding");
+        expect_task_runs(
+            &stop,
+            "a sleeping task never woke while another task kept yielding",
+            |tx| {
+                rt.spawn(async move {
+                    urgent::time::sleep(Duration::from_millis(10)).await;
+                    tx.send(()).unwrap();
+                });
+            },
+        );
     });
 }
 
@@ -209,25 +248,19 @@ fn spawn_from_many_threads() {
 fn spawn_from_many_threads_and_join() {
     guard(|| {
         let rt = rt(2);
-        let spawners: Vec<_> = (0..4u64)
-            .map(|t| {
-                let h = rt.handle().clone();
-                thread::spawn(move || {
-                    let handles: Vec<_> = (0..250u64)
-                        .map(|i| h.spawn(async move { t * 1000 + i }))
-                        .collect();
-                    // Join from this (non-runtime) thread through block_on.
-                    h.block_on(async move {
-                        let mut sum = 0;
-                        for jh in handles {
-                            sum += jh.await.unwrap();
-                        }
-                        sum
-                    })
-                })
+        let total = sum_over_threads(&rt, 4, |t, h| {
+            let handles: Vec<_> = (0..250u64)
+                .map(|i| h.spawn(async move { t * 1000 + i }))
+                .collect();
+            // Join from this (non-runtime) thread through block_on.
+            h.block_on(async move {
+                let mut sum = 0;
+                for jh in handles {
+                    sum += jh.await.unwrap();
+                }
+                sum
             })
-            .collect();
-        let total: u64 = spawners.into_iter().map(|s| s.join().unwrap()).sum();
+        });
         let expected: u64 = (0..4u64)
             .flat_map(|t| (0..250u64).map(move |i| t * 1000 + i))
             .sum();
@@ -388,25 +421,19 @@ fn drop_runtime_drops_every_task() {
 fn block_on_from_many_threads() {
     guard(|| {
         let rt = rt(2);
-        let threads: Vec<_> = (0..8u64)
-            .map(|t| {
-                let h = rt.handle().clone();
-                thread::spawn(move || {
-                    h.block_on(async move {
-                        let handles: Vec<_> = (0..100u64)
-                            .map(|i| urgent::spawn(async move { t * 100 + i }))
-                            .collect();
-                        let mut sum = 0;
-                        for jh in handles {
-                            urgent::task::yield_now().await;
-                            sum += jh.await.unwrap();
-                        }
-                        sum
-                    })
-                })
+        let total = sum_over_threads(&rt, 8, |t, h| {
+            h.block_on(async move {
+                let handles: Vec<_> = (0..100u64)
+                    .map(|i| urgent::spawn(async move { t * 100 + i }))
+                    .collect();
+                let mut sum = 0;
+                for jh in handles {
+                    urgent::task::yield_now().await;
+                    sum += jh.await.unwrap();
+                }
+                sum
             })
-            .collect();
-        let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        });
         assert_eq!(total, (0..800u64).sum());
     });
 }
@@ -446,19 +473,13 @@ fn ping_pong_pair_does_not_starve_outside_task() {
             });
         }
         a_tx.unbounded_send(()).unwrap();
-        let start = Instant::now();
-        while rounds.load(Ordering::Relaxed) < 100 {
-            assert!(start.elapsed() < HANG, "the ping-pong never started");
-            thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_count(&rounds, 100, "the ping-pong never started", sleep_1ms);
 
-        let (tx, rx) = mpsc::channel();
-        rt.handle().spawn(async move {
-            tx.send(()).unwrap();
-        });
-        let res = rx.recv_timeout(Duration::from_secs(10));
-        stop.store(true, Ordering::Relaxed);
-        res.expect("a task spawned from outside starved behind a ping-pong pair");
+        expect_task_runs(
+            &stop,
+            "a task spawned from outside starved behind a ping-pong pair",
+            |tx| spawn_sender(rt.handle(), tx),
+        );
     });
 }
 
@@ -488,11 +509,12 @@ fn spawn_while_runtime_drops() {
                 })
             })
             .collect();
-        let start = Instant::now();
-        while spawned.load(Ordering::Relaxed) < 1000 {
-            assert!(start.elapsed() < HANG, "the spawning threads never ran");
-            thread::yield_now();
-        }
+        wait_for_count(
+            &spawned,
+            1000,
+            "the spawning threads never ran",
+            thread::yield_now,
+        );
         drop(rt);
         stop.store(true, Ordering::Relaxed);
         for s in spawners {
