@@ -152,6 +152,12 @@ impl Timers {
     }
 
     /// Fires every timer whose deadline is at or before `now`.
+    /// Whether any timer is armed (lock-free; a timer armed concurrently may
+    /// be missed, as with any snapshot).
+    pub(crate) fn any_armed(&self) -> bool {
+        self.earliest.load(Acquire) != u64::MAX
+    }
+
     pub(crate) fn fire_due(&self, now: Instant) {
         if self.nanos(now) < self.earliest.load(Acquire) {
             return;
