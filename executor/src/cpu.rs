@@ -25,7 +25,6 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::panic::resume_unwind;
 use std::pin::{pin, Pin};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use urgent_stackful::{suspend, Coroutine, Resume, Stack, SuspendKind};
@@ -38,16 +37,16 @@ thread_local! {
     static CPU_CX: RefCell<Option<CpuCx>> = const { RefCell::new(None) };
 }
 
-enum State<F> {
+enum State<F, R> {
     NotStarted(F),
-    Running(Coroutine),
+    /// The coroutine keeps `R` on its own stack until we take it.
+    Running(Coroutine<R>),
     Done,
 }
 
 /// The future of a CPU task.
 pub(crate) struct CpuFuture<F, R> {
-    state: State<F>,
-    output: Arc<Mutex<Option<R>>>,
+    state: State<F, R>,
     stack_size: usize,
 }
 
@@ -59,7 +58,6 @@ where
     pub(crate) fn new(f: F, stack_size: usize) -> Self {
         CpuFuture {
             state: State::NotStarted(f),
-            output: Arc::new(Mutex::new(None)),
             stack_size,
         }
     }
@@ -85,11 +83,7 @@ where
             let stack = Stack::new(this.stack_size).unwrap_or_else(|e| {
                 panic!("urgent: could not allocate a stack for a CPU task: {e}")
             });
-            let out = this.output.clone();
-            this.state = State::Running(Coroutine::new(stack, move || {
-                let r = run_user(f);
-                *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-            }));
+            this.state = State::Running(Coroutine::new(stack, move || run_user(f)));
         }
         let State::Running(co) = &mut this.state else {
             panic!("urgent: CPU task polled after completion");
@@ -105,13 +99,10 @@ where
 
         match resumed {
             Resume::Finished => {
-                this.state = State::Done;
-                let r = this
-                    .output
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
+                let r = co
+                    .take_output()
                     .expect("urgent internal error: CPU task finished without an output");
+                this.state = State::Done;
                 Poll::Ready(r)
             }
             Resume::Panicked(payload) => {

@@ -44,7 +44,7 @@ pub(crate) fn register_worker(slot: Arc<Slot>) {
 
 /// Resumes `co` on this worker, telling sysmon when it starts and stops.
 #[inline]
-pub(crate) fn run_coroutine(co: &mut Coroutine) -> Resume {
+pub(crate) fn run_coroutine<R>(co: &mut Coroutine<R>) -> Resume {
     SLOT.with(|s| {
         let s = s.borrow();
         match s.as_ref() {

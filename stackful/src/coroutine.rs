@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
@@ -42,18 +43,87 @@ fn running_of(y: *const Y) -> *const Running {
     (y as usize + PARENT_LINK_OFFSET) as *const Running
 }
 
-/// A [`Stack`] as corosensei sees it: without the reserved top bytes.
-struct CoStack(Stack);
+/// Return values up to this size are kept in place at the top of the
+/// coroutine's stack until taken; larger ones are boxed there.
+const MAX_INLINE_OUTPUT: usize = 512;
+
+/// Where a coroutine returning `R` keeps its return value until
+/// [`Coroutine::take_output`]: the top `RESERVE` bytes of its stack, above
+/// its [`Running`] record. Stack layout, from the top down:
+///
+/// ```text
+/// top ─┬─ output slot (OutSlot::<R>::RESERVE bytes, 16-aligned; 0 for R = ())
+///      ├─ Running record (RESERVED bytes)  <- `run` = corosensei's base
+///      ├─ corosensei's parent link (base - 16), then the coroutine's frames
+///      ⋮
+///      └─ guard page
+/// ```
+struct OutSlot<R>(PhantomData<R>);
+
+impl<R> OutSlot<R> {
+    /// `R` in place (small, at most 16-aligned) or a `Box<R>`.
+    const INLINE: bool =
+        std::mem::size_of::<R>() <= MAX_INLINE_OUTPUT && std::mem::align_of::<R>() <= 16;
+    const RESERVE: usize = {
+        let size = if Self::INLINE {
+            std::mem::size_of::<R>()
+        } else {
+            std::mem::size_of::<Box<R>>()
+        };
+        (size + 15) & !15
+    };
+
+    /// Moves `r` into the slot at `at`.
+    ///
+    /// # Safety
+    ///
+    /// `at` is the slot of a coroutine whose stack is mapped, 16-aligned,
+    /// `RESERVE` bytes long, and holds no value (never written, or taken).
+    unsafe fn write(at: usize, r: R) {
+        // SAFETY: per the contract, the slot is valid, aligned for `R` (16 ≥
+        // align_of::<R>() when INLINE) or for a Box, and empty.
+        unsafe {
+            if Self::INLINE {
+                (at as *mut R).write(r);
+            } else {
+                (at as *mut Box<R>).write(Box::new(r));
+            }
+        }
+    }
+
+    /// Moves the value out of the slot at `at`.
+    ///
+    /// # Safety
+    ///
+    /// The slot holds a value written by [`OutSlot::write`] with the same
+    /// `R`, and it is not read again until written again.
+    unsafe fn read(at: usize) -> R {
+        // SAFETY: per the contract, a value of this representation is there
+        // and ownership moves to the caller.
+        unsafe {
+            if Self::INLINE {
+                (at as *const R).read()
+            } else {
+                *(at as *const Box<R>).read()
+            }
+        }
+    }
+}
+
+/// A [`Stack`] as corosensei sees it: without the reserved top bytes
+/// (`.1`: the record plus the output slot).
+struct CoStack(Stack, usize);
 
 // SAFETY: the stack has a guard page at its low end (installed when it was
-// mapped, never removed while it exists) and at least 16 KiB - RESERVED of
-// usable memory; `limit` includes the guard page; both addresses are page
-// aligned or page aligned minus RESERVED (a multiple of 16), so aligned to
-// STACK_ALIGNMENT.
+// mapped, never removed while it exists) and at least 16 KiB of usable
+// memory, of which the reserved top bytes (RESERVED plus an output slot of at
+// most MAX_INLINE_OUTPUT, a few hundred bytes) are not given to corosensei;
+// `limit` includes the guard page; both addresses are page aligned or page
+// aligned minus a multiple of 16, so aligned to STACK_ALIGNMENT.
 unsafe impl corosensei::stack::Stack for CoStack {
     #[inline]
     fn base(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.0.bounds().1 - RESERVED).expect("stack top is never null")
+        NonZeroUsize::new(self.0.bounds().1 - self.1).expect("stack top is never null")
     }
 
     #[inline]
@@ -110,6 +180,9 @@ pub(crate) struct Running {
     unwinding: Cell<bool>,
     /// How many times a `suspend` restarted the forced unwind.
     repanics: Cell<u32>,
+    /// The closure returned and its value sits in the output slot, not yet
+    /// taken.
+    output_ready: Cell<bool>,
     /// The payload of a panic that ended the closure, until `resume` takes
     /// it (kept here rather than passed through the switch: a smaller return
     /// value makes every switch cheaper).
@@ -166,8 +239,11 @@ pub fn current_stack_bounds() -> Option<(usize, usize)> {
 /// was caught by a `catch_unwind` inside it.
 struct ForcedUnwind;
 
-/// A stackful coroutine running a `FnOnce() + Send + 'static` closure on its
-/// own [`Stack`].
+/// A stackful coroutine running a `FnOnce() -> R + Send + 'static` closure
+/// on its own [`Stack`]. Once it has finished ([`Resume::Finished`]),
+/// [`take_output`](Coroutine::take_output) moves the closure's return value
+/// out; it is kept at the top of the coroutine's stack meanwhile (boxed there
+/// if larger than a few hundred bytes), so no allocation carries it.
 ///
 /// States: *new* (created, never resumed), *running* (inside
 /// [`resume`](Coroutine::resume)), *suspended* with a [`SuspendKind`], and
@@ -187,6 +263,12 @@ struct ForcedUnwind;
 /// }
 /// assert_eq!(n, 3);
 /// assert!(co.is_finished());
+///
+/// // A return value:
+/// let mut co = Coroutine::new(Stack::new(64 * 1024).unwrap(), || String::from("done"));
+/// assert!(matches!(co.resume(), Resume::Finished));
+/// assert_eq!(co.take_output().as_deref(), Some("done"));
+/// assert_eq!(co.take_output(), None);
 /// ```
 ///
 /// # Dropping
@@ -221,20 +303,23 @@ struct ForcedUnwind;
 /// states for CPU tasks (DESIGN §6): cooperative suspensions happen at calls
 /// the task makes knowingly, and preempted coroutines stay on their worker
 /// unless the user opts into migration. A coroutine must never be resumed
-/// from inside itself (checked).
-pub struct Coroutine {
+/// from inside itself (checked). The return value crosses to whoever takes
+/// it, hence `R: Send`.
+pub struct Coroutine<R = ()> {
     inner: ManuallyDrop<Inner>,
     /// Points into the top of the coroutine's stack, which `inner` owns.
     run: *const Running,
+    _output: PhantomData<R>,
 }
 
 // SAFETY: see "Send" in the type's documentation. The closure is Send +
-// 'static; `run` points into the stack this value owns, and the `Running`
+// 'static, and so is the return value kept for the owner; `run` points into
+// the stack this value owns, and the `Running`
 // record is only touched by the owner of the `Coroutine` (through `&`/`&mut
 // self`) or by the coroutine itself while it runs, never concurrently.
-unsafe impl Send for Coroutine {}
+unsafe impl<R: Send> Send for Coroutine<R> {}
 
-impl fmt::Debug for Coroutine {
+impl<R> fmt::Debug for Coroutine<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Coroutine")
             .field("stack_bounds", &self.stack_bounds())
@@ -245,18 +330,22 @@ impl fmt::Debug for Coroutine {
     }
 }
 
-impl Coroutine {
+impl<R> Coroutine<R> {
     /// Prepares `f` to run on `stack`. Nothing runs until the first
     /// [`resume`](Coroutine::resume).
     ///
     /// Also installs the process-wide stack overflow reporter if
     /// [`init_thread`](crate::init_thread) has not done so yet.
-    pub fn new(stack: Stack, f: impl FnOnce() + Send + 'static) -> Coroutine {
+    pub fn new(stack: Stack, f: impl FnOnce() -> R + Send + 'static) -> Coroutine<R>
+    where
+        R: Send + 'static,
+    {
         crate::signal::install_overflow_handler();
         let (stack_lo, top) = stack.bounds();
         let (guard_lo, _) = stack.guard();
-        let run = (top - RESERVED) as *mut Running;
-        // SAFETY: the top RESERVED bytes of the stack are ours (corosensei
+        let reserved = RESERVED + OutSlot::<R>::RESERVE;
+        let run = (top - reserved) as *mut Running;
+        // SAFETY: the top `reserved` bytes of the stack are ours (corosensei
         // only uses the stack below them), writable, and suitably aligned
         // (page aligned top minus a multiple of 16). No coroutine runs on
         // this stack yet. Whatever a previous coroutine left there is plain
@@ -267,6 +356,7 @@ impl Coroutine {
                 last_suspend: Cell::new(None),
                 unwinding: Cell::new(false),
                 repanics: Cell::new(0),
+                output_ready: Cell::new(false),
                 panic: Cell::new(None),
                 guard_lo,
                 stack_lo,
@@ -280,16 +370,24 @@ impl Coroutine {
             }
             // Catch everything here, on the coroutine's own stack, including
             // the forced unwind of `Drop`: the coroutine then simply returns.
-            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
-                // SAFETY: the record at the top of this coroutine's stack;
-                // its owner is inside `resume` or `drop` and not touching
-                // the payload slot.
-                unsafe { (*(run_addr as *const Running)).panic.set(Some(p)) };
+            let run = run_addr as *const Running;
+            match panic::catch_unwind(AssertUnwindSafe(f)) {
+                // SAFETY: the record at the top of this coroutine's stack and
+                // the output slot right above it, empty until now (the
+                // closure runs once); the owner is inside `resume` or `drop`
+                // and touches neither until this switch returns.
+                Ok(r) => unsafe {
+                    OutSlot::<R>::write(run_addr + RESERVED, r);
+                    (*run).output_ready.set(true);
+                },
+                // SAFETY: as above, for the payload slot.
+                Err(p) => unsafe { (*run).panic.set(Some(p)) },
             }
         };
         Coroutine {
-            inner: ManuallyDrop::new(Inner::with_stack(CoStack(stack), body)),
+            inner: ManuallyDrop::new(Inner::with_stack(CoStack(stack, reserved), body)),
             run,
+            _output: PhantomData,
         }
     }
 
@@ -370,6 +468,21 @@ impl Coroutine {
     pub fn last_suspend(&self) -> Option<SuspendKind> {
         self.state().last_suspend.get()
     }
+
+    /// The closure's return value, once [`resume`](Coroutine::resume) has
+    /// returned [`Resume::Finished`]; `None` before that, after a panic, and
+    /// after it has been taken once.
+    pub fn take_output(&mut self) -> Option<R> {
+        let run = self.state();
+        if !run.output_ready.replace(false) {
+            return None;
+        }
+        // SAFETY: `output_ready` was set by the closure's root right after
+        // writing the slot with this `R`, and is cleared here, so the value
+        // is read exactly once. The coroutine has finished, so nothing else
+        // touches its stack.
+        Some(unsafe { OutSlot::<R>::read(self.run as usize + RESERVED) })
+    }
 }
 
 #[cold]
@@ -403,7 +516,7 @@ fn check_not_running(me: *const Running, p: *const Running) -> *const Running {
     p
 }
 
-impl Drop for Coroutine {
+impl<R> Drop for Coroutine<R> {
     fn drop(&mut self) {
         // SAFETY: `inner` is never used again after this.
         let mut inner = unsafe { ManuallyDrop::take(&mut self.inner) };
@@ -445,8 +558,10 @@ impl Drop for Coroutine {
             }
         }
         // The forced unwind ends in the body's catch_unwind: drop its payload
-        // (the record is raw memory that is never dropped in place).
+        // (the record is raw memory that is never dropped in place), and an
+        // output nobody took.
         drop(self.state().panic.take());
+        drop(self.take_output());
         drop(inner.into_stack().0);
     }
 }

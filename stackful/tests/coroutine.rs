@@ -29,6 +29,84 @@ fn returns_values_through_captures() {
     assert_eq!(co.last_suspend(), None);
 }
 
+/// Counts drops, to see that an output is dropped exactly once.
+struct DropCount(Arc<AtomicUsize>, #[allow(dead_code)] [u8; 64]);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn return_value_is_taken_once() {
+    // Small (kept in place), over-aligned and large (boxed), zero-sized.
+    let mut co = Coroutine::new(stack(), || {
+        suspend(SuspendKind::Yield);
+        (1..=10u64).product::<u64>()
+    });
+    assert!(matches!(co.resume(), Resume::Suspended(SuspendKind::Yield)));
+    assert_eq!(co.take_output(), None, "no output while suspended");
+    assert!(matches!(co.resume(), Resume::Finished));
+    assert_eq!(co.take_output(), Some(3_628_800));
+    assert_eq!(co.take_output(), None);
+
+    #[derive(Debug, PartialEq, Clone, Copy)]
+    #[repr(align(64))]
+    struct Aligned(u8);
+    let mut co = Coroutine::new(stack(), || Aligned(7));
+    assert!(matches!(co.resume(), Resume::Finished));
+    assert_eq!(co.take_output(), Some(Aligned(7)));
+
+    let mut co = Coroutine::new(stack(), || {
+        let mut v = [0u64; 100];
+        for (i, x) in v.iter_mut().enumerate() {
+            *x = i as u64;
+        }
+        v
+    });
+    assert!(matches!(co.resume(), Resume::Finished));
+    let v = co.take_output().unwrap();
+    assert_eq!(v.iter().sum::<u64>(), 99 * 100 / 2);
+
+    let mut co = Coroutine::new(stack(), || ());
+    assert!(matches!(co.resume(), Resume::Finished));
+    assert_eq!(co.take_output(), Some(()));
+
+    let mut co = Coroutine::new(stack(), || -> u32 { panic!("no value") });
+    assert!(matches!(co.resume(), Resume::Panicked(_)));
+    assert_eq!(co.take_output(), None);
+}
+
+#[test]
+fn untaken_return_value_is_dropped_with_the_coroutine() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    for boxed in [false, true] {
+        drops.store(0, SeqCst);
+        let d = drops.clone();
+        if boxed {
+            // 664 bytes: over the in-place limit, so boxed.
+            let mut co = Coroutine::new(stack(), move || (DropCount(d, [0; 64]), [0u8; 600]));
+            assert!(matches!(co.resume(), Resume::Finished));
+            drop(co);
+        } else {
+            let mut co = Coroutine::new(stack(), move || DropCount(d, [0; 64]));
+            assert!(matches!(co.resume(), Resume::Finished));
+            drop(co);
+        }
+        assert_eq!(drops.load(SeqCst), 1, "boxed: {boxed}");
+    }
+    // Taken: dropped by the taker, not again by the coroutine.
+    drops.store(0, SeqCst);
+    let d = drops.clone();
+    let mut co = Coroutine::new(stack(), move || DropCount(d, [0; 64]));
+    assert!(matches!(co.resume(), Resume::Finished));
+    let out = co.take_output();
+    drop(co);
+    assert_eq!(drops.load(SeqCst), 0);
+    drop(out);
+    assert_eq!(drops.load(SeqCst), 1);
+}
 #[test]
 fn panic_is_returned_as_panicked() {
     let n = std::hint::black_box(42);
