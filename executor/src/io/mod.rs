@@ -178,22 +178,25 @@ impl ScheduledIo {
         }
     }
 
+    /// What of `dir` looks ready now, and at which tick; `None` if nothing.
+    fn snapshot(&self, dir: Direction) -> Option<ReadyEvent> {
+        let cur = self.readiness.load(Acquire);
+        let ready = cur & dir.mask();
+        (ready != 0).then_some(ReadyEvent {
+            tick: cur >> TICK_SHIFT,
+            ready,
+        })
+    }
+
     fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Option<ReadyEvent> {
-        let snapshot = |cur: usize| {
-            let ready = cur & dir.mask();
-            (ready != 0).then_some(ReadyEvent {
-                tick: cur >> TICK_SHIFT,
-                ready,
-            })
-        };
-        if let Some(ev) = snapshot(self.readiness.load(Acquire)) {
+        if let Some(ev) = self.snapshot(dir) {
             return Some(ev);
         }
         let mut w = self.lock();
         w.register(dir, cx.waker());
         // The driver sets the bits before it takes the waiter lock: either
         // we see them now, or it sees our waker.
-        snapshot(self.readiness.load(Acquire))
+        self.snapshot(dir)
     }
 
     fn clear_readiness(&self, ev: ReadyEvent) {
@@ -438,19 +441,9 @@ impl<E: Source> PollEvented<E> {
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
-        mut f: impl FnMut(&E) -> io::Result<R>,
+        f: impl FnMut(&E) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        loop {
-            let ev = match self.reg.poll_ready(cx, dir) {
-                Poll::Ready(Ok(ev)) => ev,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            };
-            match f(self.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.clear_readiness(ev),
-                r => return Poll::Ready(r),
-            }
-        }
+        self.poll_io_until(cx, dir, f, |_| false)
     }
 
     /// [`poll_io`](Self::poll_io) for reads and writes of `len` bytes: a
@@ -463,23 +456,32 @@ impl<E: Source> PollEvented<E> {
         cx: &mut Context<'_>,
         dir: Direction,
         len: usize,
-        mut f: impl FnMut(&E) -> io::Result<usize>,
+        f: impl FnMut(&E) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
+        self.poll_io_until(cx, dir, f, |&n| n > 0 && n < len)
+    }
+
+    /// The poll-try-clear loop behind [`poll_io`](Self::poll_io) and
+    /// [`poll_io_len`](Self::poll_io_len): readiness is cleared on
+    /// `WouldBlock` (then `f` is polled again) and on a success for which
+    /// `drained` says the socket has nothing more to give.
+    fn poll_io_until<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mut f: impl FnMut(&E) -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
         loop {
-            let ev = match self.reg.poll_ready(cx, dir) {
-                Poll::Ready(Ok(ev)) => ev,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            };
+            let ev = std::task::ready!(self.reg.poll_ready(cx, dir))?;
             match f(self.get_ref()) {
-                Ok(n) => {
-                    if n > 0 && n < len {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.clear_readiness(ev),
+                r => {
+                    if matches!(&r, Ok(v) if drained(v)) {
                         self.reg.clear_readiness(ev);
                     }
-                    return Poll::Ready(Ok(n));
+                    return Poll::Ready(r);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.clear_readiness(ev),
-                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -491,14 +493,8 @@ impl<E: Source> PollEvented<E> {
         dir: Direction,
         f: impl FnOnce(&E) -> io::Result<R>,
     ) -> io::Result<R> {
-        let cur = self.reg.slot().readiness.load(Acquire);
-        let ready = cur & dir.mask();
-        if ready == 0 {
+        let Some(ev) = self.reg.slot().snapshot(dir) else {
             return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let ev = ReadyEvent {
-            tick: cur >> TICK_SHIFT,
-            ready,
         };
         let r = f(self.get_ref());
         if matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {

@@ -2,11 +2,9 @@
 //! ([`TcpStream::into_split`]).
 
 use std::fmt;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use super::TcpStream;
 
@@ -156,93 +154,7 @@ impl AsRef<TcpStream> for OwnedWriteHalf {
     }
 }
 
-macro_rules! read_impls {
-    ($ty:ty) => {
-        impl futures::io::AsyncRead for $ty {
-            fn poll_read(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &mut [u8],
-            ) -> Poll<io::Result<usize>> {
-                AsRef::<TcpStream>::as_ref(&*self).poll_read_priv(cx, buf)
-            }
-        }
-
-        #[cfg(feature = "tokio")]
-        impl tokio::io::AsyncRead for $ty {
-            fn poll_read(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &mut tokio::io::ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
-                super::tcp::tokio_read(AsRef::<TcpStream>::as_ref(&*self), cx, buf)
-            }
-        }
-    };
-}
-
-macro_rules! write_impls {
-    ($ty:ty) => {
-        impl futures::io::AsyncWrite for $ty {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                AsRef::<TcpStream>::as_ref(&*self).poll_write_priv(cx, buf)
-            }
-
-            fn poll_write_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                AsRef::<TcpStream>::as_ref(&*self).poll_write_vectored_priv(cx, bufs)
-            }
-
-            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(Ok(()))
-            }
-
-            fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(AsRef::<TcpStream>::as_ref(&*self).shutdown_std(Shutdown::Write))
-            }
-        }
-
-        #[cfg(feature = "tokio")]
-        impl tokio::io::AsyncWrite for $ty {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                AsRef::<TcpStream>::as_ref(&*self).poll_write_priv(cx, buf)
-            }
-
-            fn poll_write_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                AsRef::<TcpStream>::as_ref(&*self).poll_write_vectored_priv(cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                true
-            }
-
-            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(Ok(()))
-            }
-
-            fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(AsRef::<TcpStream>::as_ref(&*self).shutdown_std(Shutdown::Write))
-            }
-        }
-    };
-}
-
-read_impls!(ReadHalf<'_>);
-read_impls!(OwnedReadHalf);
-write_impls!(WriteHalf<'_>);
-write_impls!(OwnedWriteHalf);
+tcp_read_impls!(ReadHalf<'_>, |h| h.0);
+tcp_read_impls!(OwnedReadHalf, |h| h.inner);
+tcp_write_impls!(WriteHalf<'_>, |h| h.0);
+tcp_write_impls!(OwnedWriteHalf, |h| h.inner);

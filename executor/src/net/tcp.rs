@@ -1,9 +1,7 @@
 //! TCP listener and stream.
 
-use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use mio::Interest;
@@ -62,97 +60,53 @@ impl TcpListener {
     /// });
     /// ```
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        super::each_addr(addr, |a| async move {
-            TcpListener::from_mio(mio::net::TcpListener::bind(a)?)
-        })
-        .await
+        super::bind_each(addr, mio::net::TcpListener::bind, TcpListener::from_mio).await
     }
 
-    fn from_mio(l: mio::net::TcpListener) -> io::Result<TcpListener> {
-        Ok(TcpListener {
-            io: PollEvented::new(l, Interest::READABLE, "TcpListener::bind")?,
-        })
-    }
-
-    /// Wraps a bound std listener, switching it to non-blocking mode.
-    ///
-    /// # Panics
-    ///
-    /// Outside an urgent runtime.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let rt = urgent_executor::Runtime::new().unwrap();
-    /// rt.block_on(async {
-    ///     let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    ///     let l = urgent_executor::net::TcpListener::from_std(std_l).unwrap();
-    ///     assert!(l.local_addr().unwrap().port() != 0);
-    /// });
-    /// ```
-    #[track_caller]
-    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
-        listener.set_nonblocking(true)?;
-        TcpListener::from_mio(mio::net::TcpListener::from_std(listener))
-    }
-
-    /// Deregisters the listener and returns it as a std listener, still in
-    /// non-blocking mode.
-    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
-        Ok(self.io.into_inner().into())
-    }
+    std_conversions!(
+        TcpListener(listener),
+        Interest::READABLE,
+        "TcpListener::bind",
+        "bound std listener",
+        "listener",
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// let rt = urgent_executor::Runtime::new().unwrap();
+        /// rt.block_on(async {
+        ///     let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        ///     let l = urgent_executor::net::TcpListener::from_std(std_l).unwrap();
+        ///     assert!(l.local_addr().unwrap().port() != 0);
+        /// });
+        /// ```
+    );
 
     /// Accepts a new connection: the stream (non-blocking, registered with
     /// the current runtime) and the peer's address.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (sock, addr) = self.io.async_io(Direction::Read, |l| l.accept()).await?;
-        Ok((TcpStream::from_mio(sock)?, addr))
+        std::future::poll_fn(|cx| self.poll_accept(cx)).await
     }
 
     /// Polls for a connection: the poll form of [`accept`](Self::accept).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        match self.io.poll_io(cx, Direction::Read, |l| l.accept()) {
-            Poll::Ready(Ok((sock, addr))) => {
-                Poll::Ready(TcpStream::from_mio(sock).map(|s| (s, addr)))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        let (sock, addr) = std::task::ready!(self.io.poll_io(cx, Direction::Read, |l| l.accept()))?;
+        Poll::Ready(TcpStream::from_mio(sock).map(|s| (s, addr)))
     }
 
-    /// The address the listener is bound to.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.io.get_ref().local_addr()
-    }
+    forward_to_mio! {
+        /// The address the listener is bound to.
+        pub fn local_addr(&self) -> io::Result<SocketAddr>;
 
-    /// The IP time-to-live of accepted sockets.
-    pub fn ttl(&self) -> io::Result<u32> {
-        self.io.get_ref().ttl()
-    }
+        /// The IP time-to-live of accepted sockets.
+        pub fn ttl(&self) -> io::Result<u32>;
 
-    /// Sets the IP time-to-live of accepted sockets.
-    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.io.get_ref().set_ttl(ttl)
+        /// Sets the IP time-to-live of accepted sockets.
+        pub fn set_ttl(&self, ttl: u32) -> io::Result<()>;
     }
 }
 
-impl fmt::Debug for TcpListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.io.fmt(f)
-    }
-}
-
-impl std::os::fd::AsRawFd for TcpListener {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.io.get_ref().as_raw_fd()
-    }
-}
-
-impl std::os::fd::AsFd for TcpListener {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.io.get_ref().as_fd()
-    }
-}
+socket_traits!(TcpListener);
 
 /// A TCP connection.
 ///
@@ -236,66 +190,35 @@ impl TcpStream {
         }
     }
 
-    pub(crate) fn from_mio(s: mio::net::TcpStream) -> io::Result<TcpStream> {
-        Ok(TcpStream {
-            io: PollEvented::new(
-                s,
-                Interest::READABLE | Interest::WRITABLE,
-                "TcpStream::connect",
-            )?,
-        })
-    }
+    std_conversions!(
+        TcpStream(stream),
+        Interest::READABLE | Interest::WRITABLE,
+        "TcpStream::connect",
+        "connected std stream",
+        "stream",
+    );
 
-    /// Wraps a connected std stream, switching it to non-blocking mode.
-    ///
-    /// # Panics
-    ///
-    /// Outside an urgent runtime.
-    #[track_caller]
-    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
-        stream.set_nonblocking(true)?;
-        TcpStream::from_mio(mio::net::TcpStream::from_std(stream))
-    }
+    forward_to_mio! {
+        /// The local address of this end.
+        pub fn local_addr(&self) -> io::Result<SocketAddr>;
 
-    /// Deregisters the stream and returns it as a std stream, still in
-    /// non-blocking mode.
-    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
-        Ok(self.io.into_inner().into())
-    }
+        /// The address of the peer.
+        pub fn peer_addr(&self) -> io::Result<SocketAddr>;
 
-    /// The local address of this end.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.io.get_ref().local_addr()
-    }
+        /// Whether `TCP_NODELAY` (no Nagle delay for small writes) is set.
+        pub fn nodelay(&self) -> io::Result<bool>;
 
-    /// The address of the peer.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.io.get_ref().peer_addr()
-    }
+        /// Sets `TCP_NODELAY`.
+        pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()>;
 
-    /// Whether `TCP_NODELAY` (no Nagle delay for small writes) is set.
-    pub fn nodelay(&self) -> io::Result<bool> {
-        self.io.get_ref().nodelay()
-    }
+        /// The IP time-to-live.
+        pub fn ttl(&self) -> io::Result<u32>;
 
-    /// Sets `TCP_NODELAY`.
-    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.io.get_ref().set_nodelay(nodelay)
-    }
+        /// Sets the IP time-to-live.
+        pub fn set_ttl(&self, ttl: u32) -> io::Result<()>;
 
-    /// The IP time-to-live.
-    pub fn ttl(&self) -> io::Result<u32> {
-        self.io.get_ref().ttl()
-    }
-
-    /// Sets the IP time-to-live.
-    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.io.get_ref().set_ttl(ttl)
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`), if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.io.get_ref().take_error()
+        /// Takes the pending socket error (`SO_ERROR`), if any.
+        pub fn take_error(&self) -> io::Result<Option<io::Error>>;
     }
 
     /// Waits until the stream may be readable (a following
@@ -424,6 +347,21 @@ impl TcpStream {
             .poll_io_len(cx, Direction::Write, len, |s| (&*s).write_vectored(bufs))
     }
 
+    /// The `tokio::io::AsyncRead` form of
+    /// [`poll_read_priv`](Self::poll_read_priv).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_read_tokio(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        // No unsafe here: uninitialised capacity is zeroed once, then reused.
+        let dst = buf.initialize_unfilled();
+        let n = std::task::ready!(self.poll_read_priv(cx, dst))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+
     pub(crate) fn shutdown_std(&self, how: Shutdown) -> io::Result<()> {
         match self.io.get_ref().shutdown(how) {
             // The peer already went away: nothing left to shut down.
@@ -433,116 +371,6 @@ impl TcpStream {
     }
 }
 
-impl fmt::Debug for TcpStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.io.fmt(f)
-    }
-}
-
-impl std::os::fd::AsRawFd for TcpStream {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.io.get_ref().as_raw_fd()
-    }
-}
-
-impl std::os::fd::AsFd for TcpStream {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.io.get_ref().as_fd()
-    }
-}
-
-impl futures::io::AsyncRead for TcpStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_read_priv(cx, buf)
-    }
-}
-
-impl futures::io::AsyncWrite for TcpStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_priv(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored_priv(cx, bufs)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.shutdown_std(Shutdown::Write))
-    }
-}
-
-#[cfg(feature = "tokio")]
-pub(crate) fn tokio_read(
-    s: &TcpStream,
-    cx: &mut Context<'_>,
-    buf: &mut tokio::io::ReadBuf<'_>,
-) -> Poll<io::Result<()>> {
-    // No unsafe here: uninitialised capacity is zeroed once, then reused.
-    let dst = buf.initialize_unfilled();
-    match s.poll_read_priv(cx, dst) {
-        Poll::Ready(Ok(n)) => {
-            buf.advance(n);
-            Poll::Ready(Ok(()))
-        }
-        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-        Poll::Pending => Poll::Pending,
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncRead for TcpStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        tokio_read(&self, cx, buf)
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl tokio::io::AsyncWrite for TcpStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_priv(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored_priv(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.shutdown_std(Shutdown::Write))
-    }
-}
+socket_traits!(TcpStream);
+tcp_read_impls!(TcpStream, |s| s);
+tcp_write_impls!(TcpStream, |s| s);

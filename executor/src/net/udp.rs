@@ -1,6 +1,5 @@
 //! UDP sockets.
 
-use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::task::{Context, Poll};
@@ -46,38 +45,16 @@ impl UdpSocket {
     ///
     /// Outside an urgent runtime.
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        super::each_addr(addr, |a| async move {
-            UdpSocket::from_mio(mio::net::UdpSocket::bind(a)?)
-        })
-        .await
+        super::bind_each(addr, mio::net::UdpSocket::bind, UdpSocket::from_mio).await
     }
 
-    fn from_mio(s: mio::net::UdpSocket) -> io::Result<UdpSocket> {
-        Ok(UdpSocket {
-            io: PollEvented::new(
-                s,
-                Interest::READABLE | Interest::WRITABLE,
-                "UdpSocket::bind",
-            )?,
-        })
-    }
-
-    /// Wraps a bound std socket, switching it to non-blocking mode.
-    ///
-    /// # Panics
-    ///
-    /// Outside an urgent runtime.
-    #[track_caller]
-    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
-        socket.set_nonblocking(true)?;
-        UdpSocket::from_mio(mio::net::UdpSocket::from_std(socket))
-    }
-
-    /// Deregisters the socket and returns it as a std socket, still in
-    /// non-blocking mode.
-    pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
-        Ok(self.io.into_inner().into())
-    }
+    std_conversions!(
+        UdpSocket(socket),
+        Interest::READABLE | Interest::WRITABLE,
+        "UdpSocket::bind",
+        "bound std socket",
+        "socket",
+    );
 
     /// Sets the default destination of [`send`](Self::send) and the only
     /// source [`recv`](Self::recv) accepts. With several resolved
@@ -178,57 +155,29 @@ impl UdpSocket {
         self.io.ready(Direction::Write).await.map(drop)
     }
 
-    /// The local address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.io.get_ref().local_addr()
-    }
+    forward_to_mio! {
+        /// The local address.
+        pub fn local_addr(&self) -> io::Result<SocketAddr>;
 
-    /// The connected peer's address (`NotConnected` before
-    /// [`connect`](Self::connect)).
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.io.get_ref().peer_addr()
-    }
+        /// The connected peer's address (`NotConnected` before
+        /// [`connect`](Self::connect)).
+        pub fn peer_addr(&self) -> io::Result<SocketAddr>;
 
-    /// Whether `SO_BROADCAST` is set.
-    pub fn broadcast(&self) -> io::Result<bool> {
-        self.io.get_ref().broadcast()
-    }
+        /// Whether `SO_BROADCAST` is set.
+        pub fn broadcast(&self) -> io::Result<bool>;
 
-    /// Sets `SO_BROADCAST`.
-    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
-        self.io.get_ref().set_broadcast(on)
-    }
+        /// Sets `SO_BROADCAST`.
+        pub fn set_broadcast(&self, on: bool) -> io::Result<()>;
 
-    /// The IP time-to-live.
-    pub fn ttl(&self) -> io::Result<u32> {
-        self.io.get_ref().ttl()
-    }
+        /// The IP time-to-live.
+        pub fn ttl(&self) -> io::Result<u32>;
 
-    /// Sets the IP time-to-live.
-    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.io.get_ref().set_ttl(ttl)
-    }
+        /// Sets the IP time-to-live.
+        pub fn set_ttl(&self, ttl: u32) -> io::Result<()>;
 
-    /// Takes the pending socket error (`SO_ERROR`), if any.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.io.get_ref().take_error()
+        /// Takes the pending socket error (`SO_ERROR`), if any.
+        pub fn take_error(&self) -> io::Result<Option<io::Error>>;
     }
 }
 
-impl fmt::Debug for UdpSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.io.fmt(f)
-    }
-}
-
-impl std::os::fd::AsRawFd for UdpSocket {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.io.get_ref().as_raw_fd()
-    }
-}
-
-impl std::os::fd::AsFd for UdpSocket {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.io.get_ref().as_fd()
-    }
-}
+socket_traits!(UdpSocket);
