@@ -33,16 +33,24 @@ enum Entry {
 }
 
 thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// The shard this thread inserts into next.
+    static NEXT_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-fn my_shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    SHARD.with(|s| {
-        if s.get() == usize::MAX {
-            s.set(NEXT.fetch_add(1, Relaxed) % SHARDS);
+/// The shard for the next insert from this thread: threads start at
+/// different shards and then rotate through all of them. One shard per
+/// thread would put every task spawned from one thread (a `block_on` loop)
+/// behind one lock, which all workers then take again to remove those tasks
+/// as they complete.
+fn next_shard() -> usize {
+    static START: AtomicUsize = AtomicUsize::new(0);
+    NEXT_SHARD.with(|s| {
+        let mut i = s.get();
+        if i == usize::MAX {
+            i = START.fetch_add(7, Relaxed);
         }
-        s.get()
+        s.set(i.wrapping_add(1));
+        i % SHARDS
     })
 }
 
@@ -60,7 +68,7 @@ impl OwnedTasks {
 
     /// Adds a task; `Err(task)` if the runtime is shutting down.
     pub(crate) fn insert(&self, task: TaskRef) -> Result<(), TaskRef> {
-        let shard = my_shard();
+        let shard = next_shard();
         let mut slab = self.lock(shard);
         // Checked under the lock: `close` takes every lock after setting the
         // flag, so no insert can slip in behind its sweep.
