@@ -349,6 +349,26 @@ impl Wake for ThreadNotify {
     }
 }
 
+/// How long `block_on` spins for a wake-up before it parks its thread.
+const BLOCK_ON_SPIN: Duration = Duration::from_micros(20);
+
+/// Spins for up to `BLOCK_ON_SPIN` until `notified` is set; consumes it and
+/// returns true if it was.
+fn spin_until_notified(notified: &AtomicBool) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..32 {
+            if notified.load(Ordering::Relaxed) && notified.swap(false, Ordering::Acquire) {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= BLOCK_ON_SPIN {
+            return false;
+        }
+    }
+}
+
 /// Polls `future` on this thread, parking the thread between wake-ups.
 fn block_on_thread<F: Future>(future: F) -> F::Output {
     let notify = Arc::new(ThreadNotify {
@@ -362,8 +382,13 @@ fn block_on_thread<F: Future>(future: F) -> F::Output {
         if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
             return v;
         }
-        while !notify.notified.swap(false, Ordering::Acquire) {
-            thread::park();
+        // A result often comes back within microseconds (a worker was
+        // searching and picked the spawn up at once): spin briefly before
+        // paying for a futex sleep and wake-up.
+        if !spin_until_notified(&notify.notified) {
+            while !notify.notified.swap(false, Ordering::Acquire) {
+                thread::park();
+            }
         }
     }
 }

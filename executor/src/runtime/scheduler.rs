@@ -42,11 +42,24 @@
 //! the injector) if fewer than half the workers already search, and parks
 //! otherwise. New work wakes at most one parked worker, and only when no
 //! worker is searching: a searcher will find it. A searcher that finds work
-//! and was the last one wakes another parked worker, since more work may be
-//! behind it. Lost wake-ups are excluded by a Dekker pair: a parking worker
-//! registers as idle, then (SeqCst fence) re-checks every queue; a
-//! scheduler pushes, then (SeqCst fence) reads the idle and searching
-//! counts. At least one of the two sees the other.
+//! and was the last one wakes another parked worker if more work is still
+//! queued behind it. Lost wake-ups are excluded by a Dekker pair: a parking
+//! worker registers as idle (or a searcher stops counting as one), then
+//! (SeqCst fence) re-checks every queue; a scheduler pushes, then (SeqCst
+//! fence) reads the idle and searching counts. At least one of the two sees
+//! the other.
+//!
+//! A searcher that found nothing keeps searching for up to `SPIN` (Go's
+//! spinning Ms) before it parks: work that arrives meanwhile, typically the
+//! next spawn from a thread that just got a result back, is picked up
+//! without a futex wake-up on either side, and since the spinner still
+//! counts as searching, the spawner makes no wake-up call at all. At most
+//! half the workers search, so at most half of them spin, and only for `SPIN`
+//! per trip to idle. A spinner watches only the injector and its own inbox,
+//! not the other workers' queues: it already stole from those, and watching
+//! them would have it steal every task a busy worker spawns (a chain of
+//! spawns would hop between cores). A backlog there is still seen by the
+//! full re-check before parking.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -68,6 +81,8 @@ const MAX_LIFO_POLLS: u8 = 3;
 const GLOBAL_QUEUE_INTERVAL: u32 = 61;
 /// Every this many ticks a worker looks at its bound CPU tasks first.
 const PINNED_INTERVAL: u32 = 8;
+/// How long a searching worker keeps looking for work before it parks.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// Why a task is being scheduled.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -389,6 +404,12 @@ impl Shared {
         )
     }
 
+    /// Work that came from outside the workers' own queues: the injector,
+    /// or bound CPU tasks sent to worker `i`'s inbox.
+    fn has_external_work(&self, i: usize) -> bool {
+        !self.injector.is_empty() || self.remotes[i].inbox_len.load(SeqCst) > 0
+    }
+
     fn has_work(&self) -> bool {
         !self.injector.is_empty()
             || self
@@ -672,8 +693,16 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ta
                 let was_last = with_core(|core| {
                     std::mem::replace(&mut core.searching, false) && shared.end_searching()
                 });
+                // Wake a helper only if more work is visible: waking one
+                // for nothing costs a futex call here and a thread that
+                // spins and parks again, fighting this one for a core. Work
+                // pushed after this check is covered by its pusher's own
+                // notify (we no longer count as searching: Dekker pair).
                 if was_last {
-                    shared.notify_parked();
+                    fence(SeqCst);
+                    if shared.has_work() {
+                        shared.notify_parked();
+                    }
                 }
                 bump(&metrics.polls, 1);
                 slot.future_started();
@@ -715,6 +744,11 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ta
 }
 
 fn park(shared: &Arc<Shared>, index: usize) {
+    let searching = with_core(|core| core.searching);
+    if searching && spin_for_work(shared, index) {
+        // Still searching: the next round of the worker loop takes it.
+        return;
+    }
     let was_searching = with_core(|core| std::mem::replace(&mut core.searching, false));
     if was_searching {
         shared.end_searching();
@@ -727,6 +761,23 @@ fn park(shared: &Arc<Shared>, index: usize) {
     if !shared.unregister_sleeper(index) {
         // A notifier woke us and counted us as searching.
         with_core(|core| core.searching = true);
+    }
+}
+
+/// Spins for up to `SPIN` while searching; true as soon as work arrives from
+/// outside (injector, or this worker's inbox) or the runtime shuts down.
+fn spin_for_work(shared: &Shared, index: usize) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..32 {
+            if shared.has_external_work(index) || shared.is_shutdown() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN {
+            return false;
+        }
     }
 }
 
