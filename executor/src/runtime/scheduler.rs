@@ -55,7 +55,9 @@
 //! without a futex wake-up on either side, and since the spinner still
 //! counts as searching, the spawner makes no wake-up call at all. At most
 //! half the workers search, so at most half of them spin, and only for `SPIN`
-//! per trip to idle. A spinner watches only the injector and its own inbox,
+//! per trip to idle, and not when sockets are registered and no other worker
+//! waits in the driver (this one would have to, or readiness would go unseen
+//! while it spins). A spinner watches only the injector and its own inbox,
 //! not the other workers' queues: it already stole from those, and watching
 //! them would have it steal every task a busy worker spawns (a chain of
 //! spawns would hop between cores). A backlog there is still seen by the
@@ -767,6 +769,12 @@ fn park(shared: &Arc<Shared>, index: usize) {
 /// Spins for up to `SPIN` while searching; true as soon as work arrives from
 /// outside (injector, or this worker's inbox) or the runtime shuts down.
 fn spin_for_work(shared: &Shared, index: usize) -> bool {
+    // Sockets registered and nobody in the driver: this worker would be the
+    // one to wait in epoll, and spinning would leave their readiness unseen
+    // for `SPIN`. Park at once.
+    if shared.io_sources.load(Relaxed) > 0 && shared.try_lock_driver().is_some() {
+        return false;
+    }
     let start = std::time::Instant::now();
     loop {
         for _ in 0..32 {
