@@ -51,21 +51,26 @@
 //! - A [`Coroutine`] is owned by one party at a time (it is `Send`, not
 //!   `Sync`): the executor moves it between its queues and resumes it with
 //!   `&mut`. Its book-keeping record (parent link, current suspension kind,
-//!   unwinding flag, panic payload, stack bounds) lives in the top 128 bytes
-//!   of its own stack, right above corosensei's parent link (the `Yielder`),
-//!   so neither moves when the `Coroutine` value moves.
-//! - Each thread has one *current* pointer: a const-initialised thread-local
-//!   `Cell` holding the running coroutine's yielder (null on a plain
-//!   thread); the record is at a fixed offset from it. It is written only by
+//!   unwinding flag, panic payload, output flag, stack bounds) lives in 128
+//!   bytes near the top of its own stack, right above corosensei's parent
+//!   link (the `Yielder`), with the slot for the closure's return value
+//!   above it, so none of them moves when the `Coroutine` value moves.
+//! - Each thread has one *current* pointer holding the running coroutine's
+//!   yielder (null on a plain thread); the record is at a fixed offset from
+//!   it. On x86_64 Linux it is an 8-byte TLS slot defined in `arch/`,
+//!   accessed with single `fs`-relative instructions; elsewhere a
+//!   const-initialised `thread_local!`. It is written only by
 //!   [`Coroutine::resume`] (set before the switch in, restored after the
 //!   switch out, so nested resumes stack up) and by `Drop` around the forced
-//!   unwind. [`suspend`] only reads it, through an out-of-line call, before
+//!   unwind. [`suspend`] only reads it (with one instruction, or through an
+//!   out-of-line call, so that a preemption cannot split the read), before
 //!   switching out; after the switch it touches nothing, because by then the
 //!   coroutine may run on another thread.
 //! - The suspension kind is recorded by the resumer from the value that
 //!   crossed the switch; the coroutine never writes its own record on the
-//!   fast path. The panic payload slot is written by the coroutine's root
-//!   frame and emptied by `resume` (or `Drop`).
+//!   fast path. The panic payload slot and the return-value slot are written
+//!   by the coroutine's root frame, once, and emptied by `resume` or
+//!   [`Coroutine::take_output`] (or `Drop`).
 //! - The SIGSEGV/SIGBUS handler reads the current pointer and the guard bounds
 //!   next to it; nothing else. It allocates nothing and takes no lock. It
 //!   runs on the alternate signal stack that [`init_thread`] installs (std's
