@@ -1,7 +1,7 @@
 //! Multi-worker behaviour, ported in spirit from tokio's `tests/rt_threaded.rs`:
 //! many small tasks, fairness between a self-respawning chain and work from
 //! outside, spawning from many threads at once, and work really spreading
-//! over several worker threads.
+//! over several worker threads, and idle workers parking after their spin.
 //!
 //! Each test body runs under [`guard`], so a deadlock fails with a message
 //! instead of hanging. No test asserts speed.
@@ -391,6 +391,71 @@ fn thread_name_is_used_for_workers() {
             .unwrap();
         let name = name.expect("worker threads are named");
         assert!(name.starts_with("urgent-test-worker"), "{name}");
+    });
+}
+
+/// CPU time (ns, from `/proc/self/task/*/schedstat`) of every thread of this
+/// process named `{prefix}-{number}` (the workers, not other helper threads).
+#[cfg(target_os = "linux")]
+fn cpu_ns_of_threads(prefix: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = entry.unwrap().path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue; // the thread exited meanwhile
+        };
+        let is_worker = comm
+            .trim_end()
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !is_worker {
+            continue;
+        }
+        if let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) {
+            out.push(stat.split_whitespace().next().unwrap().parse().unwrap());
+        }
+    }
+    out
+}
+
+/// Idle workers spin briefly for new work, then park: a runtime left idle
+/// after a burst of spawns and CPU tasks must not keep burning CPU.
+#[cfg(target_os = "linux")]
+#[test]
+fn idle_workers_stop_spinning_and_park() {
+    guard(|| {
+        let rt = urgent::Builder::new()
+            .worker_threads(2)
+            .thread_name("idlepark-w")
+            .build()
+            .unwrap();
+        // A burst of work from outside and from inside, so that workers
+        // search, spin and park many times.
+        for _ in 0..200 {
+            rt.block_on(rt.spawn_cpu(|| ())).unwrap();
+        }
+        rt.block_on(async {
+            let hs: Vec<_> = (0..1000).map(|i| urgent::spawn(async move { i })).collect();
+            for h in hs {
+                h.await.unwrap();
+            }
+        });
+        thread::sleep(Duration::from_millis(50));
+        let before = cpu_ns_of_threads("idlepark-w");
+        assert_eq!(before.len(), 2, "expected 2 worker threads: {before:?}");
+        let window = Duration::from_millis(500);
+        thread::sleep(window);
+        let after = cpu_ns_of_threads("idlepark-w");
+        for (b, a) in before.iter().zip(&after) {
+            let used = Duration::from_nanos(a - b);
+            // A parked worker uses ~nothing; one that never stops spinning
+            // uses the whole window. A fifth of it is a generous bound.
+            assert!(
+                used < window / 5,
+                "an idle worker used {used:?} of CPU in {window:?}: it did not park"
+            );
+        }
     });
 }
 
