@@ -1,6 +1,6 @@
 //! Tasks: the unit the scheduler runs.
 //!
-//! A task is one reference-counted cell ([`Cell`]) holding its header (the
+//! A task is one reference-counted cell (`Cell`) holding its header (the
 //! atomic state word and the scheduler it belongs to), its future and, once it
 //! completes, its output. Run queues, wakers and the [`JoinHandle`] all hold
 //! `Arc`s of the same cell; the waker vtable is std's `Wake` impl over it.
