@@ -355,18 +355,9 @@ const BLOCK_ON_SPIN: Duration = Duration::from_micros(20);
 /// Spins for up to `BLOCK_ON_SPIN` until `notified` is set; consumes it and
 /// returns true if it was.
 fn spin_until_notified(notified: &AtomicBool) -> bool {
-    let start = Instant::now();
-    loop {
-        for _ in 0..32 {
-            if notified.load(Ordering::Relaxed) && notified.swap(false, Ordering::Acquire) {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= BLOCK_ON_SPIN {
-            return false;
-        }
-    }
+    park::spin_until(BLOCK_ON_SPIN, || {
+        notified.load(Ordering::Relaxed) && notified.swap(false, Ordering::Acquire)
+    })
 }
 
 /// Polls `future` on this thread, parking the thread between wake-ups.

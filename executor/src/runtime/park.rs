@@ -119,3 +119,21 @@ impl Parker {
         }
     }
 }
+
+/// Busy-waits (with the CPU's spin hint) until `ready()` returns true or
+/// `limit` has passed; returns whether it became ready. The clock is read
+/// once per 32 checks.
+pub(crate) fn spin_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..32 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+    }
+}

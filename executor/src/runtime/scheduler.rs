@@ -775,18 +775,9 @@ fn spin_for_work(shared: &Shared, index: usize) -> bool {
     if shared.io_sources.load(Relaxed) > 0 && shared.try_lock_driver().is_some() {
         return false;
     }
-    let start = std::time::Instant::now();
-    loop {
-        for _ in 0..32 {
-            if shared.has_external_work(index) || shared.is_shutdown() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= SPIN {
-            return false;
-        }
-    }
+    super::park::spin_until(SPIN, || {
+        shared.has_external_work(index) || shared.is_shutdown()
+    })
 }
 
 /// True if the current thread is a worker of `shared`.
