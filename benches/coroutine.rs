@@ -24,43 +24,55 @@
 //!   100 000 coroutines with default 256 KiB stacks, each suspended once.
 //!   Target: ≤ 1 GiB in all.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use common::{long_run, selected, thread_cpu};
 use criterion::Criterion;
 use urgent_stackful::{suspend, Coroutine, Resume, Stack, SuspendKind, DEFAULT_STACK_SIZE};
 
-fn long() -> bool {
-    std::env::var("URGENT_BENCH_LONG").is_ok_and(|v| v != "0" && !v.is_empty())
+/// Quick: 30 samples of 2 s; long: criterion's defaults but 10 s of measurement.
+fn config() -> Criterion {
+    let c = common::criterion(30);
+    if long_run() {
+        c.measurement_time(Duration::from_secs(10))
+    } else {
+        c
+    }
 }
 
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if long() {
-        c.warm_up_time(Duration::from_secs(3))
-            .measurement_time(Duration::from_secs(10))
-            .sample_size(100)
-    } else {
-        c.warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2))
-            .sample_size(30)
+/// A coroutine that suspends with `Yield` forever.
+fn yielder() -> Coroutine {
+    Coroutine::new(Stack::new(DEFAULT_STACK_SIZE).unwrap(), || loop {
+        suspend(SuspendKind::Yield);
+    })
+}
+
+/// The same with corosensei alone (its own default stack).
+fn corosensei_yielder() -> urgent_stackful::__corosensei::Coroutine<(), (), ()> {
+    urgent_stackful::__corosensei::Coroutine::new(|y, ()| loop {
+        y.suspend(());
+    })
+}
+
+/// One round trip into a [`yielder`].
+#[inline(always)]
+fn resume_suspended(co: &mut Coroutine) {
+    match co.resume() {
+        Resume::Suspended(k) => {
+            black_box(k);
+        }
+        _ => unreachable!(),
     }
 }
 
 fn bench_switch(c: &mut Criterion) {
     let mut g = c.benchmark_group("coroutine");
     urgent_stackful::init_thread();
-    let mut co = Coroutine::new(Stack::new(DEFAULT_STACK_SIZE).unwrap(), || loop {
-        suspend(SuspendKind::Yield);
-    });
-    g.bench_function("resume_suspend", |b| {
-        b.iter(|| match co.resume() {
-            Resume::Suspended(k) => {
-                black_box(k);
-            }
-            _ => unreachable!(),
-        })
-    });
+    let mut co = yielder();
+    g.bench_function("resume_suspend", |b| b.iter(|| resume_suspended(&mut co)));
     drop(co);
 
     // The same, but suspending from inside a function that is not inlined
@@ -75,20 +87,12 @@ fn bench_switch(c: &mut Criterion) {
         checkpoint_like();
     });
     g.bench_function("resume_suspend_via_call", |b| {
-        b.iter(|| match co.resume() {
-            Resume::Suspended(k) => {
-                black_box(k);
-            }
-            _ => unreachable!(),
-        })
+        b.iter(|| resume_suspended(&mut co))
     });
     drop(co);
 
     // Baseline: corosensei alone (its own default stack), same shape.
-    let mut raw: urgent_stackful::__corosensei::Coroutine<(), (), ()> =
-        urgent_stackful::__corosensei::Coroutine::new(|y, ()| loop {
-            y.suspend(());
-        });
+    let mut raw = corosensei_yielder();
     g.bench_function("corosensei_resume_suspend_baseline", |b| {
         b.iter(|| black_box(raw.resume(())))
     });
@@ -109,46 +113,25 @@ fn bench_switch(c: &mut Criterion) {
     g.finish();
 }
 
-/// CPU time consumed by the calling thread, in nanoseconds.
-fn thread_cpu_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
-}
-
 /// Round trips measured in this thread's CPU time rather than wall time, so
 /// that other processes competing for the CPU inflate them less. Printed
 /// next to corosensei alone, as a ratio.
 fn cpu_time_report() {
-    let n: u64 = if long() { 200_000_000 } else { 30_000_000 };
-    let mut co = Coroutine::new(Stack::new(DEFAULT_STACK_SIZE).unwrap(), || loop {
-        suspend(SuspendKind::Yield);
-    });
-    let mut raw: urgent_stackful::__corosensei::Coroutine<(), (), ()> =
-        urgent_stackful::__corosensei::Coroutine::new(|y, ()| loop {
-            y.suspend(());
-        });
+    let n: u64 = if long_run() { 200_000_000 } else { 30_000_000 };
+    let mut co = yielder();
+    let mut raw = corosensei_yielder();
     let mut best = (f64::MAX, f64::MAX);
     for _ in 0..3 {
-        let t = thread_cpu_ns();
+        let t = thread_cpu().as_nanos();
         for _ in 0..n {
-            match co.resume() {
-                Resume::Suspended(k) => {
-                    black_box(k);
-                }
-                _ => unreachable!(),
-            }
+            resume_suspended(&mut co);
         }
-        best.0 = best.0.min((thread_cpu_ns() - t) as f64 / n as f64);
-        let t = thread_cpu_ns();
+        best.0 = best.0.min((thread_cpu().as_nanos() - t) as f64 / n as f64);
+        let t = thread_cpu().as_nanos();
         for _ in 0..n {
             black_box(raw.resume(()));
         }
-        best.1 = best.1.min((thread_cpu_ns() - t) as f64 / n as f64);
+        best.1 = best.1.min((thread_cpu().as_nanos() - t) as f64 / n as f64);
     }
     println!(
         "resume_suspend_cpu_time: urgent {:.2} ns, corosensei alone {:.2} ns per round trip \
@@ -171,17 +154,11 @@ fn rss() -> usize {
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
 }
 
-fn vma_count() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .map(|m| m.lines().count())
-        .unwrap_or(0)
-}
-
 fn rss_100k() {
     const N: usize = 100_000;
     const MIB: f64 = 1024.0 * 1024.0;
     let before = rss();
-    let vmas_before = vma_count();
+    let vmas_before = common::map_count();
     let t = Instant::now();
     let mut cos = Vec::with_capacity(N);
     for i in 0..N {
@@ -198,7 +175,7 @@ fn rss_100k() {
     }
     let created = t.elapsed();
     let after = rss();
-    let vmas = vma_count();
+    let vmas = common::map_count();
     let t = Instant::now();
     for co in &mut cos {
         match co.resume() {
@@ -233,17 +210,10 @@ fn main() {
     c.final_summary();
     // A positional argument is a benchmark filter: run the RSS report only
     // when it is unfiltered or the filter names it.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if filter
-        .as_deref()
-        .is_none_or(|f| "resume_suspend_cpu_time".contains(f))
-    {
+    if selected("resume_suspend_cpu_time") {
         cpu_time_report();
     }
-    if filter
-        .as_deref()
-        .is_none_or(|f| "suspended_100k_rss".contains(f))
-    {
+    if selected("suspended_100k_rss") {
         rss_100k();
     }
 }

@@ -33,6 +33,9 @@
 //!                                                      # suspended_rss)
 //! ```
 
+mod common;
+
+use common::{fmt_time, long_run, median, selected, thread_cpu, urgent_rt, workers};
 use criterion::Criterion;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -45,68 +48,6 @@ const BATCH: usize = 100;
 const SUSPENDED_TASKS: usize = 100_000;
 /// Bytes of its stack each suspended task writes before it suspends.
 const TOUCHED_STACK: usize = 1024;
-
-fn long_run() -> bool {
-    std::env::var_os("URGENT_BENCH_LONG").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-fn workers() -> usize {
-    match std::env::var("URGENT_BENCH_WORKERS") {
-        Ok(s) => {
-            s.trim().parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
-                panic!("URGENT_BENCH_WORKERS={s:?}: expected a positive integer")
-            })
-        }
-        Err(_) => 2,
-    }
-}
-
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if long_run() {
-        c
-    } else {
-        c.measurement_time(Duration::from_secs(2))
-            .warm_up_time(Duration::from_millis(500))
-            .sample_size(20)
-    }
-}
-
-/// The positional arguments (criterion's filter); a part runs if there is none, or
-/// one of them is a substring of its name or starts with it
-/// (`spawn_cpu_join_batch/urgent` selects part 1).
-fn selected(part: &str) -> bool {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    filters.is_empty()
-        || filters
-            .iter()
-            .any(|f| part.contains(f.as_str()) || f.starts_with(part))
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn fmt_time(ns: f64) -> String {
-    if ns >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e3 {
-        format!("{:.2} µs", ns / 1e3)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
 
 /// One row of the final table: what, measured, target, met (None: no target).
 struct Row {
@@ -135,23 +76,6 @@ fn row(
 // ---------------------------------------------------------------------------
 // Part 1: spawn + join of an empty closure.
 // ---------------------------------------------------------------------------
-
-fn urgent_rt(workers: usize, quantum: Option<Duration>) -> urgent::Runtime {
-    let mut b = urgent::Builder::new();
-    b.worker_threads(workers);
-    if let Some(q) = quantum {
-        b.quantum(q);
-    }
-    b.build().expect("build the urgent runtime")
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers())
-        .enable_all()
-        .build()
-        .expect("build the tokio runtime")
-}
 
 /// The three contenders, each timing `iters` iterations of one spawn + join
 /// (`batch == 1`) or of `batch` spawns then `batch` joins, from inside `block_on`.
@@ -216,46 +140,35 @@ enum Joiner {
     Task,
 }
 
+/// `spawn_join_body!($spawn)` awaited where `$from` says, on runtime `$rt`.
+macro_rules! spawn_join_from {
+    ($rt:expr, $from:expr, $batch:expr, $iters:expr, $spawn:expr) => {
+        match $from {
+            Joiner::BlockOn => $rt.block_on(spawn_join_body!($batch, $iters, $spawn)),
+            Joiner::Task => $rt
+                .block_on($rt.spawn(spawn_join_body!($batch, $iters, $spawn)))
+                .unwrap(),
+        }
+    };
+}
+
 impl Runtimes {
     fn run(&self, who: Who, from: Joiner, batch: usize, iters: u64) -> Duration {
         let (u, t) = (&self.urgent, &self.tokio);
-        match (who, from) {
-            (Who::UrgentSpawnCpu, Joiner::BlockOn) => u.block_on(spawn_join_body!(
-                batch,
-                iters,
-                urgent::spawn_cpu(|| black_box(()))
-            )),
-            (Who::UrgentSpawnCpu, Joiner::Task) => u
-                .block_on(u.spawn(spawn_join_body!(
-                    batch,
-                    iters,
-                    urgent::spawn_cpu(|| black_box(()))
-                )))
-                .unwrap(),
-            (Who::TokioSpawn, Joiner::BlockOn) => t.block_on(spawn_join_body!(
-                batch,
-                iters,
-                tokio::spawn(async { black_box(()) })
-            )),
-            (Who::TokioSpawn, Joiner::Task) => t
-                .block_on(t.spawn(spawn_join_body!(
-                    batch,
-                    iters,
-                    tokio::spawn(async { black_box(()) })
-                )))
-                .unwrap(),
-            (Who::TokioSpawnBlocking, Joiner::BlockOn) => t.block_on(spawn_join_body!(
+        match who {
+            Who::UrgentSpawnCpu => {
+                spawn_join_from!(u, from, batch, iters, urgent::spawn_cpu(|| black_box(())))
+            }
+            Who::TokioSpawn => {
+                spawn_join_from!(t, from, batch, iters, tokio::spawn(async { black_box(()) }))
+            }
+            Who::TokioSpawnBlocking => spawn_join_from!(
+                t,
+                from,
                 batch,
                 iters,
                 tokio::task::spawn_blocking(|| black_box(()))
-            )),
-            (Who::TokioSpawnBlocking, Joiner::Task) => t
-                .block_on(t.spawn(spawn_join_body!(
-                    batch,
-                    iters,
-                    tokio::task::spawn_blocking(|| black_box(()))
-                )))
-                .unwrap(),
+            ),
         }
     }
 }
@@ -294,7 +207,7 @@ fn interleaved(rts: &Runtimes, from: Joiner, batch: usize) -> ([f64; 3], [f64; 2
 fn part_spawn_join(c: &mut Criterion) {
     let rts = Runtimes {
         urgent: urgent_rt(workers(), None),
-        tokio: tokio_rt(),
+        tokio: common::tokio_rt(workers()),
     };
     for (group_name, from, batch, label) in [
         (
@@ -327,7 +240,7 @@ fn part_spawn_join(c: &mut Criterion) {
             g.finish();
         }
         let (t, [r_spawn, r_blocking]) = interleaved(&rts, from, batch);
-        let per_task = |ns: f64| fmt_time(ns / batch as f64);
+        let per_task = |ns: f64| fmt_time(ns / batch as f64, 2);
         println!(
             "{group_name}: interleaved, per task: urgent {} | tokio spawn {} | tokio spawn_blocking {}; \
              urgent/spawn = {r_spawn:.2}, urgent/spawn_blocking = {r_blocking:.2}",
@@ -335,26 +248,21 @@ fn part_spawn_join(c: &mut Criterion) {
             per_task(t[1]),
             per_task(t[2]),
         );
-        row(
-            format!("`spawn_cpu` + join ({label}) / tokio `spawn` + join"),
-            format!(
-                "{r_spawn:.2}× ({} vs {} per task)",
-                per_task(t[0]),
-                per_task(t[1])
-            ),
-            "≤ 2×",
-            Some(r_spawn <= 2.0),
-        );
-        row(
-            format!("`spawn_cpu` + join ({label}) / tokio `spawn_blocking` + join"),
-            format!(
-                "{r_blocking:.2}× ({} vs {} per task)",
-                per_task(t[0]),
-                per_task(t[2])
-            ),
-            "≤ 0.5×",
-            Some(r_blocking <= 0.5),
-        );
+        for (tokio_fn, ratio, tokio_ns, target, limit) in [
+            ("spawn", r_spawn, t[1], "≤ 2×", 2.0),
+            ("spawn_blocking", r_blocking, t[2], "≤ 0.5×", 0.5),
+        ] {
+            row(
+                format!("`spawn_cpu` + join ({label}) / tokio `{tokio_fn}` + join"),
+                format!(
+                    "{ratio:.2}× ({} vs {} per task)",
+                    per_task(t[0]),
+                    per_task(tokio_ns)
+                ),
+                target,
+                Some(ratio <= limit),
+            );
+        }
     }
 }
 
@@ -375,16 +283,6 @@ fn work(iters: u64) -> u64 {
         i += 1;
     }
     x ^ y
-}
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer and clock id.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// `work(iters)` with the thread CPU time it took; on a CPU task, the task is
@@ -571,12 +469,6 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
-fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
-
 #[inline(never)]
 fn touch_stack() {
     let mut buf = [0u8; TOUCHED_STACK];
@@ -592,7 +484,7 @@ fn part_suspended_rss() {
     // Warm the runtime (workers, pools) before the baseline.
     rt.block_on(rt.spawn_cpu(|| ())).unwrap();
     let rss0 = status_kib("VmRSS:");
-    let maps0 = mappings();
+    let maps0 = common::map_count();
     let suspended = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = futures::channel::oneshot::channel::<()>();
     let gate = futures::future::FutureExt::shared(rx);
@@ -627,7 +519,7 @@ fn part_suspended_rss() {
     let reached = suspended.load(SeqCst);
     let spawn_s = start.elapsed().as_secs_f64();
     let rss1 = status_kib("VmRSS:");
-    let maps1 = mappings();
+    let maps1 = common::map_count();
     let live = rt.metrics().live_tasks();
     let _ = tx.send(());
     let errors: Vec<String> = rt.block_on(async {
@@ -704,7 +596,7 @@ fn print_table() {
 }
 
 fn main() {
-    let mut c = config().configure_from_args();
+    let mut c = common::criterion(20).configure_from_args();
     if selected("spawn_cpu_join") {
         part_spawn_join(&mut c);
     }

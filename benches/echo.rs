@@ -15,62 +15,53 @@
 //! Cases: `small` = 32 connections × 64-byte messages (msgs/s, latency);
 //! `bulk` = 4 connections × 64 KiB messages (MB/s).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const BUF: usize = 64 * 1024;
 
-fn urgent_server() -> (urgent::Runtime, SocketAddr) {
-    let rt = urgent::Builder::new().worker_threads(1).build().unwrap();
-    let addr = rt.block_on(async {
-        let l = urgent::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        urgent::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                s.set_nodelay(true).unwrap();
-                urgent::spawn(async move {
-                    let mut buf = vec![0u8; BUF];
-                    while let Ok(n) = s.read(&mut buf).await {
-                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
+/// Starts an echo server on `$runtime` (one worker) and returns the runtime
+/// and the server's address; `$rt` is the runtime's crate (`urgent` or
+/// `tokio`), whose `net::TcpListener` and `spawn` the server uses.
+macro_rules! echo_server {
+    ($rt:ident, $runtime:expr) => {{
+        let rt = $runtime;
+        let addr = rt.block_on(async {
+            let l = $rt::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            $rt::spawn(async move {
+                while let Ok((s, _)) = l.accept().await {
+                    s.set_nodelay(true).unwrap();
+                    $rt::spawn(echo(s));
+                }
+            });
+            addr
         });
-        addr
-    });
-    (rt, addr)
+        (rt, addr)
+    }};
+}
+
+/// One server connection: sends back what it reads until the client closes.
+async fn echo(mut s: impl AsyncRead + AsyncWrite + Unpin) {
+    let mut buf = vec![0u8; BUF];
+    while let Ok(n) = s.read(&mut buf).await {
+        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn urgent_server() -> (urgent::Runtime, SocketAddr) {
+    echo_server!(urgent, common::urgent_rt(1, None))
 }
 
 fn tokio_server() -> (tokio::runtime::Runtime, SocketAddr) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let addr = rt.block_on(async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                s.set_nodelay(true).unwrap();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; BUF];
-                    while let Ok(n) = s.read(&mut buf).await {
-                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        addr
-    });
-    (rt, addr)
+    echo_server!(tokio, common::tokio_rt(1))
 }
 
 struct Outcome {
@@ -78,6 +69,11 @@ struct Outcome {
     bytes: u64,
     elapsed: Duration,
     hist: Histogram<u64>,
+}
+
+/// An empty histogram of round trips, µs.
+fn round_trips() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 10_000_000, 3).unwrap()
 }
 
 /// Runs `conns` ping-pong connections of `size`-byte messages for `dur`.
@@ -101,7 +97,7 @@ fn client(addr: SocketAddr, conns: usize, size: usize, dur: Duration) -> Outcome
                 tokio::spawn(async move {
                     let msg = vec![0xA5u8; size];
                     let mut back = vec![0u8; size];
-                    let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).unwrap();
+                    let mut hist = round_trips();
                     let mut n = 0u64;
                     while Instant::now() < deadline {
                         let t0 = Instant::now();
@@ -114,7 +110,7 @@ fn client(addr: SocketAddr, conns: usize, size: usize, dur: Duration) -> Outcome
                 })
             })
             .collect();
-        let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).unwrap();
+        let mut hist = round_trips();
         let mut msgs = 0;
         for t in tasks {
             let (n, h) = t.await.unwrap();
@@ -167,8 +163,7 @@ impl Totals {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is ignored.
-    let long = std::env::var_os("URGENT_BENCH_LONG").is_some_and(|v| v != "0");
-    let (rounds, dur) = if long {
+    let (rounds, dur) = if common::long_run() {
         (6, Duration::from_secs(3))
     } else {
         (3, Duration::from_secs(1))

@@ -30,10 +30,13 @@
 //! plain OS thread over the same window (the floor), and hog throughput is
 //! also given per CPU-second the threads got.
 
+mod common;
+
 #[path = "../examples/hogs.rs"]
 #[allow(dead_code)]
 mod hogs;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -44,97 +47,72 @@ use hogs::{fmt_dur, Kind, Load, Outcome, Work};
 
 const SLEEP: Duration = Duration::from_millis(1);
 
-/// Scenario 1 on urgent: overshoot of 1 ms sleeps next to a spinner.
-fn one_worker_urgent(quantum: Duration, window: Duration, work: Work) -> Outcome {
-    let rt = urgent::Builder::new()
-        .worker_threads(1)
-        .quantum(quantum)
-        .build()
-        .expect("urgent runtime");
+/// Scenario 1: overshoot of 1 ms sleeps next to a call-free spinner on one
+/// worker, on urgent at `quantum`, or (`None`) on tokio, where the spinner is a
+/// plain future; it stops after `window`.
+fn one_worker(quantum: Option<Duration>, window: Duration, work: Work) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
-    let sleeper = {
-        let stop = stop.clone();
-        rt.spawn(async move {
-            let mut v = Vec::new();
-            loop {
-                let t = Instant::now();
-                urgent::time::sleep(SLEEP).await;
-                v.push(overshoot(t));
-                if stop.load(Relaxed) {
-                    return v;
-                }
-            }
-        })
-    };
     let spinner = {
         let (stop, done) = (stop.clone(), done.clone());
-        rt.spawn_cpu(move || hogs::spin(u64::MAX, work.chunk, &stop, &done))
+        move || hogs::spin(u64::MAX, work.chunk, &stop, &done)
     };
-    let p0 = rt.metrics().preemptions();
-    let probe = hogs::Probe::start();
-    std::thread::sleep(window);
-    let floor = probe.finish_p99();
-    stop.store(true, Relaxed);
-    let samples = rt.block_on(sleeper).unwrap();
-    rt.block_on(spinner).unwrap();
-    let preemptions = rt.metrics().preemptions() - p0;
-    rt.shutdown_timeout(Duration::from_secs(1));
-    let mut o = Outcome::from_samples(
-        format!("urgent, quantum {}", fmt_dur(quantum)),
-        samples,
-        0.0,
-    );
-    o.preemptions = Some(preemptions);
+    let measure = |_: &dyn Fn() -> Option<u64>| {
+        let probe = hogs::Probe::start();
+        std::thread::sleep(window);
+        let floor = probe.finish_p99();
+        stop.store(true, Relaxed);
+        floor
+    };
+    let (label, (floor, samples, preemptions)) = match quantum {
+        Some(quantum) => (
+            format!("urgent, quantum {}", fmt_dur(quantum)),
+            hogs::on_urgent::drive(
+                hogs::urgent_rt(1, quantum),
+                |rt| rt.spawn(sleeper(stop.clone(), urgent::time::sleep)),
+                |rt| vec![rt.spawn_cpu(spinner)],
+                measure,
+            ),
+        ),
+        None => (
+            "tokio (spinner stops after the window)".into(),
+            hogs::on_tokio::drive(
+                hogs::tokio_rt(1),
+                |rt| rt.spawn(sleeper(stop.clone(), tokio::time::sleep)),
+                |rt| vec![rt.spawn(async move { spinner() })],
+                measure,
+            ),
+        ),
+    };
+    floored(
+        Outcome::from_samples(label, samples, 0.0),
+        floor,
+        preemptions,
+    )
+}
+
+/// `o` with the machine's floor (and the preemptions) over its window.
+fn floored(mut o: Outcome, floor: f64, preemptions: Option<u64>) -> Outcome {
     o.floor_p99 = Some(floor);
+    o.preemptions = preemptions;
     o
 }
 
-/// Scenario 1 on tokio: the spinner is a plain future; it stops after `window`.
-fn one_worker_tokio(window: Duration, work: Work) -> Outcome {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let sleeper = {
-        let stop = stop.clone();
-        rt.spawn(async move {
-            let mut v = Vec::new();
-            loop {
-                let t = Instant::now();
-                tokio::time::sleep(SLEEP).await;
-                v.push(overshoot(t));
-                if stop.load(Relaxed) {
-                    return v;
-                }
-            }
-        })
-    };
-    let spinner = {
-        let (stop, done) = (stop.clone(), done.clone());
-        rt.spawn(async move { hogs::spin(u64::MAX, work.chunk, &stop, &done) })
-    };
-    let probe = hogs::Probe::start();
-    std::thread::sleep(window);
-    let floor = probe.finish_p99();
-    stop.store(true, Relaxed);
-    let samples = rt.block_on(sleeper).unwrap();
-    rt.block_on(spinner).unwrap();
-    rt.shutdown_timeout(Duration::from_secs(1));
-    let mut o = Outcome::from_samples(
-        "tokio (spinner stops after the window)".into(),
-        samples,
-        0.0,
-    );
-    o.floor_p99 = Some(floor);
-    o
-}
-
-fn overshoot(t: Instant) -> u64 {
-    t.elapsed().saturating_sub(SLEEP).as_nanos() as u64
+/// Scenario 1's sleeper: sleeps 1 ms in a loop until `stop` and returns each
+/// sleep's overshoot (ns).
+async fn sleeper<F: Future<Output = ()>>(
+    stop: Arc<AtomicBool>,
+    sleep: impl Fn(Duration) -> F,
+) -> Vec<u64> {
+    let mut v = Vec::new();
+    loop {
+        let t = Instant::now();
+        sleep(SLEEP).await;
+        v.push(t.elapsed().saturating_sub(SLEEP).as_nanos() as u64);
+        if stop.load(Relaxed) {
+            return v;
+        }
+    }
 }
 
 /// Scenario 1 in Go, if `go` is on PATH: builds `benches/go/sleeper.go` into
@@ -187,9 +165,8 @@ fn one_worker_go(window: Duration) -> Result<(Outcome, String), String> {
         .filter_map(|s| s.parse::<i64>().ok())
         .map(|us| us.max(0) as u64 * 1000)
         .collect();
-    let mut o = Outcome::from_samples(format!("Go {version}, GOMAXPROCS=1"), samples, 0.0);
-    o.floor_p99 = Some(floor);
-    Ok((o, header))
+    let o = Outcome::from_samples(format!("Go {version}, GOMAXPROCS=1"), samples, 0.0);
+    Ok((floored(o, floor, None), header))
 }
 
 /// Reads the time-stamp counter: an instruction, not a call, so the spinner
@@ -233,11 +210,7 @@ fn timeline_spin(stop: &AtomicBool, min_gap: u64, gaps: &mut Vec<(u64, u64)>) {
 /// OS ran someone else), with the worker thread's schedstat run delay.
 fn diagnose(quantum: Duration, window: Duration) -> String {
     let per_ns = tsc_per_ns();
-    let rt = urgent::Builder::new()
-        .worker_threads(1)
-        .quantum(quantum)
-        .build()
-        .expect("urgent runtime");
+    let rt = hogs::urgent_rt(1, quantum);
     let stop = Arc::new(AtomicBool::new(false));
     let sleeper = {
         let stop = stop.clone();
@@ -271,13 +244,7 @@ fn diagnose(quantum: Duration, window: Duration) -> String {
     let mut lens: Vec<u64> = gaps.iter().map(|g| ns(g.1 - g.0) as u64).collect();
     runs.sort_unstable();
     lens.sort_unstable();
-    let q = |v: &[u64], p: f64| {
-        if v.is_empty() {
-            f64::NAN
-        } else {
-            v[((v.len() - 1) as f64 * p).round() as usize] as f64 / 1e6
-        }
-    };
+    let q = |v: &[u64], p: f64| common::nearest_rank(v, p).map_or(f64::NAN, |n| n as f64 / 1e6);
     let long: Vec<u64> = lens.iter().copied().filter(|&l| l > 1_000_000).collect();
     format!(
         "| {} | {} | {} | {} | {} | {} | {} | {} | {} ({} ms) | {:.0} % |",
@@ -301,15 +268,12 @@ fn docs_dir() -> PathBuf {
     dir
 }
 
+/// Milliseconds to three significant digits; `-` for none (NaN).
 fn ms(v: f64) -> String {
     if v.is_nan() {
         "-".into()
-    } else if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
     } else {
-        format!("{v:.2}")
+        hogs::fmt_ms(v)
     }
 }
 
@@ -330,14 +294,11 @@ fn md_table(
     }
     s += "\n";
     for o in outcomes {
+        let [p50, p99, p999, max] = o.ms_cells(ms);
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {p50} | {p99} | {p999} | {max} |",
             o.label,
-            o.sorted_ns.len(),
-            ms(o.ms(50.0)),
-            ms(o.ms(99.0)),
-            ms(o.ms(99.9)),
-            ms(o.max_ms())
+            o.sorted_ns.len()
         );
         for e in extra(o) {
             s += &format!(" {e} |");
@@ -345,6 +306,16 @@ fn md_table(
         s += "\n";
     }
     s
+}
+
+/// Preemptions during the run (urgent only).
+fn preemptions(o: &Outcome) -> String {
+    o.preemptions.map_or("-".into(), |p| p.to_string())
+}
+
+/// The machine's floor: a plain thread's 1 ms sleep overshoot p99.
+fn floor(o: &Outcome) -> String {
+    o.floor_p99.map_or("-".into(), ms)
 }
 
 /// Share of the window the runtime's threads waited for a CPU (see
@@ -445,17 +416,10 @@ fn plot_sweep(
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5).stroke_width(1))
                 });
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| e.to_string())?;
+            hogs::draw_legend(&mut chart)?;
         }
     }
-    root.present().map_err(|e| e.to_string())?;
-    Ok(())
+    root.present().map_err(|e| e.to_string())
 }
 
 fn main() {
@@ -463,8 +427,7 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return; // `cargo test --benches` probing
     }
-    let long = args.iter().any(|a| a == "--long")
-        || std::env::var("URGENT_BENCH_LONG").is_ok_and(|v| v == "1");
+    let long = args.iter().any(|a| a == "--long") || common::long_run();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (w1, w2) = if long {
         (Duration::from_secs(10), Duration::from_secs(10))
@@ -487,9 +450,9 @@ fn main() {
         "\n## 1. one worker: call-free spinner + a task sleeping 1 ms in a loop ({} s each)\n",
         w1.as_secs()
     );
-    let u10 = one_worker_urgent(urgent::runtime::DEFAULT_QUANTUM, w1, work);
-    let u1 = one_worker_urgent(Duration::from_millis(1), w1, work);
-    let tk = one_worker_tokio(w1, work);
+    let u10 = one_worker(Some(urgent::runtime::DEFAULT_QUANTUM), w1, work);
+    let u1 = one_worker(Some(Duration::from_millis(1)), w1, work);
+    let tk = one_worker(None, w1, work);
     let go = one_worker_go(w1);
     let mut one: Vec<&Outcome> = vec![&u10, &u1, &tk];
     let go_note = match &go {
@@ -505,12 +468,7 @@ fn main() {
         "sleep overshoot",
         &one,
         &["preemptions", "floor p99 ms"],
-        &|o| {
-            vec![
-                o.preemptions.map_or("-".into(), |p| p.to_string()),
-                o.floor_p99.map_or("-".into(), ms),
-            ]
-        },
+        &|o| vec![preemptions(o), floor(o)],
     );
     println!("{t1}");
     println!("{go_note}");
@@ -551,19 +509,11 @@ fn main() {
          off the CPU):\n\n{diag}\n",
         w1.as_secs()
     );
-    let series: Vec<(&str, &[u64])> = one
-        .iter()
-        .map(|o| (o.label.as_str(), o.sorted_ns.as_slice()))
-        .collect();
-    let p1 = docs_dir().join("latency-one-worker-cdf.svg");
-    report_plot(
-        hogs::plot_cdf(
-            &p1,
-            "one worker: spinner + 1 ms sleep loop, sleep overshoot (CDF)",
-            "sleep overshoot (ms, log scale)",
-            &series,
-        ),
-        &p1,
+    plot_cdf_to_docs(
+        "latency-one-worker-cdf.svg",
+        "one worker: spinner + 1 ms sleep loop, sleep overshoot (CDF)",
+        "sleep overshoot (ms, log scale)",
+        one.iter().copied(),
     );
 
     // 2. All workers.
@@ -579,44 +529,42 @@ fn main() {
         warmup: Duration::from_millis(300),
         echo: false,
     };
-    let kinds = [
-        Kind::Urgent(urgent::runtime::DEFAULT_QUANTUM),
-        Kind::Urgent(Duration::from_millis(1)),
-        Kind::TokioPlain,
-        Kind::TokioBlocking,
-    ];
-    let all: Vec<Outcome> = kinds
-        .iter()
-        .map(|&k| hogs::run(k, load, work, true))
-        .collect();
     let full = workers as f64 / hogs::HOG_LEN.as_secs_f64();
-    let thr = |o: &Outcome| {
-        vec![
-            format!(
-                "{:.2} ({:.0} %)",
-                o.hogs_per_sec,
-                o.hogs_per_sec / full * 100.0
-            ),
-            eff(o),
-            o.preemptions.map_or("-".into(), |p| p.to_string()),
-            os_wait(o),
-            o.floor_p99.map_or("-".into(), ms),
-        ]
+    // Runs scenario 2 with `load` on every runtime; prints and returns the table.
+    let scenario2 = |load: Load, first: &str| {
+        let outcomes: Vec<Outcome> = hogs::KINDS
+            .iter()
+            .map(|&k| hogs::run(k, load, work, true))
+            .collect();
+        let refs: Vec<&Outcome> = outcomes.iter().collect();
+        let table = md_table(
+            first,
+            &refs,
+            &[
+                "hogs/s (% of CPUs)",
+                "work per CPU-s",
+                "preemptions",
+                "OS wait",
+                "floor p99 ms",
+            ],
+            &|o| {
+                vec![
+                    format!(
+                        "{:.2} ({:.0} %)",
+                        o.hogs_per_sec,
+                        o.hogs_per_sec / full * 100.0
+                    ),
+                    eff(o),
+                    preemptions(o),
+                    os_wait(o),
+                    floor(o),
+                ]
+            },
+        );
+        println!("\n{table}");
+        (outcomes, table)
     };
-    let refs: Vec<&Outcome> = all.iter().collect();
-    let t2 = md_table(
-        "ticker lateness",
-        &refs,
-        &[
-            "hogs/s (% of CPUs)",
-            "work per CPU-s",
-            "preemptions",
-            "OS wait",
-            "floor p99 ms",
-        ],
-        &thr,
-    );
-    println!("\n{t2}");
+    let (all, t2) = scenario2(load, "ticker lateness");
     let s2a = all[0].ms(99.0) <= 11.0;
     let s2b = all[1].ms(99.0) <= 2.0;
     println!(
@@ -630,25 +578,10 @@ fn main() {
         "\n## 2b. the same load, TCP echo instead of the ticker: a 64-byte request every 1 ms \
          to an echo server on the same runtime (loopback)\n"
     );
-    let echo_load = Load { echo: true, ..load };
-    let echo: Vec<Outcome> = kinds
-        .iter()
-        .map(|&k| hogs::run(k, echo_load, work, true))
-        .collect();
-    let erefs: Vec<&Outcome> = echo.iter().collect();
-    let t2b = md_table(
+    let (echo, t2b) = scenario2(
+        Load { echo: true, ..load },
         "answer time vs request schedule",
-        &erefs,
-        &[
-            "hogs/s (% of CPUs)",
-            "work per CPU-s",
-            "preemptions",
-            "OS wait",
-            "floor p99 ms",
-        ],
-        &thr,
     );
-    println!("\n{t2b}");
     md += &format!(
         "### 2. All {workers} workers: {} CPU hogs of ~200 ms + a 1 ms ticker ({} s)\n\n{t2}\n\
          TCP echo under the same load (a 64-byte request every 1 ms to an echo server on the \
@@ -656,40 +589,23 @@ fn main() {
         2 * workers,
         w2.as_secs()
     );
-    let series: Vec<(&str, &[u64])> = all
-        .iter()
-        .map(|o| (o.label.as_str(), o.sorted_ns.as_slice()))
-        .collect();
-    let p2 = docs_dir().join("latency-all-workers-cdf.svg");
-    report_plot(
-        hogs::plot_cdf(
-            &p2,
-            &format!(
-                "all {workers} workers busy with {} hogs: 1 ms ticker lateness (CDF)",
-                2 * workers
-            ),
-            "lateness (ms, log scale)",
-            &series,
+    plot_cdf_to_docs(
+        "latency-all-workers-cdf.svg",
+        &format!(
+            "all {workers} workers busy with {} hogs: 1 ms ticker lateness (CDF)",
+            2 * workers
         ),
-        &p2,
+        "lateness (ms, log scale)",
+        &all,
     );
-
-    let series: Vec<(&str, &[u64])> = echo
-        .iter()
-        .map(|o| (o.label.as_str(), o.sorted_ns.as_slice()))
-        .collect();
-    let p2b = docs_dir().join("latency-echo-cdf.svg");
-    report_plot(
-        hogs::plot_cdf(
-            &p2b,
-            &format!(
-                "all {workers} workers busy with {} hogs: TCP echo answer time vs schedule (CDF)",
-                2 * workers
-            ),
-            "answer time after the request's schedule (ms, log scale)",
-            &series,
+    plot_cdf_to_docs(
+        "latency-echo-cdf.svg",
+        &format!(
+            "all {workers} workers busy with {} hogs: TCP echo answer time vs schedule (CDF)",
+            2 * workers
         ),
-        &p2b,
+        "answer time after the request's schedule (ms, log scale)",
+        &echo,
     );
 
     // 3. Quantum sweep.
@@ -727,9 +643,9 @@ fn main() {
                 format!("{:.2}", o.hogs_per_sec),
                 eff(o),
                 format!("{:+.1} %", loss(o)),
-                o.preemptions.map_or("-".into(), |p| p.to_string()),
+                preemptions(o),
                 os_wait(o),
-                o.floor_p99.map_or("-".into(), ms),
+                floor(o),
             ]
         },
     );
@@ -751,6 +667,18 @@ fn main() {
     );
     println!("{md}");
     println!("---- end ----");
+}
+
+/// Writes the CDF of `outcomes`' samples to `docs/{name}`.
+fn plot_cdf_to_docs<'a>(
+    name: &str,
+    title: &str,
+    x_desc: &str,
+    outcomes: impl IntoIterator<Item = &'a Outcome>,
+) {
+    let path = docs_dir().join(name);
+    let series = hogs::cdf_series(outcomes);
+    report_plot(hogs::plot_cdf(&path, title, x_desc, &series), &path);
 }
 
 fn report_plot(r: Result<(), String>, path: &Path) {

@@ -18,6 +18,9 @@
 //! longer runs and more repetitions; `URGENT_BENCH_ROUNDTRIPS=N` sets the
 //! number of request round trips.
 
+mod common;
+
+use common::{long_run, nearest_rank, thread_cpu};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -53,7 +56,7 @@ fn hook() {
     }
     let (slot, lo, hi) = CTX.with(|c| c.get());
     if slot != 0 {
-        // SAFETY: set by `run_preempted`, which keeps the Arc alive meanwhile.
+        // SAFETY: set by `register`, whose callers keep the Arc alive meanwhile.
         let slot = unsafe { &*(slot as *const urgent_preempt::Slot) };
         slot.coroutine_stopped();
         RUN_START.with(|c| c.set(Some(Instant::now())));
@@ -75,16 +78,6 @@ fn work(iters: u64) -> u64 {
     x ^ f.to_bits()
 }
 
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer, valid clock id.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 fn own_stack_bounds() -> (usize, usize) {
     // SAFETY: pthread_getattr_np on the current thread; attr destroyed after.
     unsafe {
@@ -96,6 +89,15 @@ fn own_stack_bounds() -> (usize, usize) {
         libc::pthread_attr_destroy(&mut attr);
         (addr as usize + 64 * 1024, addr as usize + size)
     }
+}
+
+/// Registers this thread as `slot`'s worker and points the hook at it; the
+/// bounds of this thread's stack, for `coroutine_started`.
+fn register(slot: &Arc<urgent_preempt::Slot>) -> (usize, usize) {
+    slot.register_current_thread();
+    let (lo, hi) = own_stack_bounds();
+    CTX.with(|c| c.set((Arc::as_ptr(slot) as usize, lo, hi)));
+    (lo, hi)
 }
 
 /// (wall, thread cpu, result) of `work(iters)` on a plain thread.
@@ -118,9 +120,7 @@ fn run_preempted(p: &Preemptor, iters: u64) -> (Duration, Duration, u64, u64) {
     let (wall, cpu, r) = std::thread::Builder::new()
         .stack_size(1 << 20)
         .spawn(move || {
-            s2.register_current_thread();
-            let (lo, hi) = own_stack_bounds();
-            CTX.with(|c| c.set((std::sync::Arc::as_ptr(&s2) as usize, lo, hi)));
+            let (lo, hi) = register(&s2);
             QUANTUM.with(|q| q.set(quantum));
             let (t0, c0) = (Instant::now(), thread_cpu());
             RUN_START.with(|c| c.set(Some(Instant::now())));
@@ -135,12 +135,10 @@ fn run_preempted(p: &Preemptor, iters: u64) -> (Duration, Duration, u64, u64) {
     (wall, cpu, r, slot.metrics().preemptions - before)
 }
 
-fn pct(v: &mut [u64], p: f64) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
+/// Sorts `v`; its sample nearest to quantile `p`, in µs (0 if empty).
+fn pct_us(v: &mut [u64], p: f64) -> f64 {
     v.sort_unstable();
-    v[((v.len() - 1) as f64 * p).round() as usize]
+    nearest_rank(v, p).unwrap_or(0) as f64 / 1e3
 }
 
 /// Runs `work(chunk)` until `stop`; kept out of line so the loop is not
@@ -174,9 +172,7 @@ fn request_round_trips(n: usize, chunk: u64) -> (Vec<u64>, u64) {
         let slot = slot.clone();
         let stop = stop.clone();
         std::thread::spawn(move || {
-            slot.register_current_thread();
-            let (lo, hi) = own_stack_bounds();
-            CTX.with(|c| c.set((Arc::as_ptr(&slot) as usize, lo, hi)));
+            let (lo, hi) = register(&slot);
             slot.coroutine_started(lo, hi);
             victim_loop(&stop, chunk);
             slot.coroutine_stopped();
@@ -210,7 +206,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` style probing
     }
-    let long = std::env::var("URGENT_BENCH_LONG").is_ok_and(|v| v == "1");
+    let long = long_run();
     let (target, reps) = if long {
         (Duration::from_secs(2), 5)
     } else {
@@ -329,8 +325,8 @@ fn main() {
             (best_cpu.as_secs_f64() / plain_cpu.as_secs_f64() - 1.0) * 100.0,
             n_at_best,
             per,
-            pct(&mut late, 0.5) as f64 / 1e3,
-            pct(&mut late, 0.99) as f64 / 1e3,
+            pct_us(&mut late, 0.5),
+            pct_us(&mut late, 0.99),
         );
         let m = p.metrics();
         assert!(m.preemptions > 0, "{m:?}");
@@ -367,7 +363,7 @@ fn main() {
     println!(
         "request_preempt -> hook ({} round trips, from another thread): p50 {:.1} us, p99 {:.1} us",
         preempts,
-        pct(&mut lat, 0.5) as f64 / 1e3,
-        pct(&mut lat, 0.99) as f64 / 1e3,
+        pct_us(&mut lat, 0.5),
+        pct_us(&mut lat, 0.99),
     );
 }

@@ -21,6 +21,9 @@
 //! Each runtime is built once per shape, with `worker_threads(URGENT_BENCH_WORKERS)`
 //! (default 2), tokio with `enable_all()`.
 
+mod common;
+
+use common::{fmt_time, long_run, quantile, workers};
 use criterion::Criterion;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -40,32 +43,6 @@ const NUM_PINGS: usize = 1_000;
 const CHAIN_LEN: usize = 1_000;
 /// `spawn_many_remote_busy`: CPU time a busy task burns between two yields.
 const STALL_DUR: Duration = Duration::from_micros(10);
-
-fn workers() -> usize {
-    match std::env::var("URGENT_BENCH_WORKERS") {
-        Ok(s) => {
-            s.trim().parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
-                panic!("URGENT_BENCH_WORKERS={s:?}: expected a positive integer")
-            })
-        }
-        Err(_) => 2,
-    }
-}
-
-fn urgent_rt() -> urgent::Runtime {
-    urgent::Builder::new()
-        .worker_threads(workers())
-        .build()
-        .expect("build the urgent runtime")
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers())
-        .enable_all()
-        .build()
-        .expect("build the tokio runtime")
-}
 
 /// Burn CPU for `STALL_DUR` without giving the thread up.
 fn stall() {
@@ -137,23 +114,35 @@ macro_rules! shapes {
             use super::*;
             use futures::channel::oneshot;
 
-            /// From inside one task, spawn `NUM_SPAWN` tasks that each tick a countdown;
-            /// `block_on` waits for the last one.
-            pub fn spawn_many_local(rt: &$Rt) -> Batch<'_> {
+            /// From inside one task, spawn `n` tasks made by `task`, each given a
+            /// countdown that it ticks when done; `block_on` waits for the last one.
+            fn fan_out<F>(
+                rt: &$Rt,
+                n: usize,
+                task: impl Fn(Arc<Countdown>) -> F + Copy + Send + 'static,
+            ) -> Batch<'_>
+            where
+                F: std::future::Future<Output = ()> + Send + 'static,
+            {
                 Box::new(move |iters| {
                     timed(iters, || {
-                        let (countdown, done) = Countdown::new(NUM_SPAWN);
+                        let (countdown, done) = Countdown::new(n);
                         rt.block_on(async move {
                             drop($spawn(async move {
-                                for _ in 0..NUM_SPAWN {
-                                    let countdown = countdown.clone();
-                                    drop($spawn(async move { countdown.tick() }));
+                                for _ in 0..n {
+                                    drop($spawn(task(countdown.clone())));
                                 }
                             }));
                             done.await.unwrap();
                         });
                     })
                 })
+            }
+
+            /// From inside one task, spawn `NUM_SPAWN` tasks that each tick a countdown;
+            /// `block_on` waits for the last one.
+            pub fn spawn_many_local(rt: &$Rt) -> Batch<'_> {
+                fan_out(rt, NUM_SPAWN, |countdown| async move { countdown.tick() })
             }
 
             /// From the bench thread (outside the runtime), spawn `NUM_SPAWN` empty
@@ -180,8 +169,7 @@ macro_rules! shapes {
             /// are started before and stopped after each batch, untimed, so that they
             /// never run while the other runtime is measured.
             pub fn spawn_many_remote_busy(rt: &$Rt) -> Batch<'_> {
-                let handle = rt.handle();
-                let mut handles = Vec::with_capacity(NUM_SPAWN);
+                let mut remote_idle = spawn_many_remote_idle(rt);
                 Box::new(move |iters| {
                     let busy = Arc::new(AtomicBool::new(true));
                     let busy_tasks: Vec<_> = (0..2 * workers())
@@ -195,16 +183,7 @@ macro_rules! shapes {
                             })
                         })
                         .collect();
-                    let elapsed = timed(iters, || {
-                        for _ in 0..NUM_SPAWN {
-                            handles.push(handle.spawn(async {}));
-                        }
-                        rt.block_on(async {
-                            for h in handles.drain(..) {
-                                h.await.unwrap();
-                            }
-                        });
-                    });
+                    let elapsed = remote_idle(iters);
                     busy.store(false, Relaxed);
                     rt.block_on(async {
                         for h in busy_tasks {
@@ -240,29 +219,16 @@ macro_rules! shapes {
             /// A task spawns `NUM_PINGS` tasks; each spawns a partner and the two
             /// exchange one message each way over oneshots. `block_on` waits for all.
             pub fn ping_pong(rt: &$Rt) -> Batch<'_> {
-                Box::new(move |iters| {
-                    timed(iters, || {
-                        let (countdown, done) = Countdown::new(NUM_PINGS);
-                        rt.block_on(async move {
-                            drop($spawn(async move {
-                                for _ in 0..NUM_PINGS {
-                                    let countdown = countdown.clone();
-                                    drop($spawn(async move {
-                                        let (ping_tx, ping_rx) = oneshot::channel::<()>();
-                                        let (pong_tx, pong_rx) = oneshot::channel::<()>();
-                                        drop($spawn(async move {
-                                            ping_rx.await.unwrap();
-                                            pong_tx.send(()).unwrap();
-                                        }));
-                                        ping_tx.send(()).unwrap();
-                                        pong_rx.await.unwrap();
-                                        countdown.tick();
-                                    }));
-                                }
-                            }));
-                            done.await.unwrap();
-                        });
-                    })
+                fan_out(rt, NUM_PINGS, |countdown| async move {
+                    let (ping_tx, ping_rx) = oneshot::channel::<()>();
+                    let (pong_tx, pong_rx) = oneshot::channel::<()>();
+                    drop($spawn(async move {
+                        ping_rx.await.unwrap();
+                        pong_tx.send(()).unwrap();
+                    }));
+                    ping_tx.send(()).unwrap();
+                    pong_rx.await.unwrap();
+                    countdown.tick();
                 })
             }
 
@@ -330,16 +296,6 @@ fn measuring() -> bool {
             .any(|a| a == "--test" || a == "--list" || a == "--profile-time")
 }
 
-fn long_run() -> bool {
-    std::env::var_os("URGENT_BENCH_LONG").is_some_and(|v| v != "0" && !v.is_empty())
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
 /// Criterion measures urgent, then tokio, a few seconds apart; on a shared 2-vCPU VM
 /// the load drifts in between by more than the differences we look for (the same
 /// runtime measured twice that way differed by up to 1.6×). So the table's ratio
@@ -397,8 +353,8 @@ fn group(
     on_urgent: Shape<::urgent::Runtime>,
     on_tokio: Shape<::tokio::runtime::Runtime>,
 ) {
-    let urgent_rt = urgent_rt();
-    let tokio_rt = tokio_rt();
+    let urgent_rt = common::urgent_rt(workers(), None);
+    let tokio_rt = common::tokio_rt(workers());
     let mut urgent = on_urgent(&urgent_rt);
     let mut tokio = on_tokio(&tokio_rt);
 
@@ -421,17 +377,6 @@ fn group(
             ab.rounds, ab.iters, ab.ratio[0], ab.ratio[1], ab.ratio[2]
         );
         AB.lock().unwrap().push((shape, ab));
-    }
-}
-
-fn config() -> Criterion {
-    let c = Criterion::default();
-    if long_run() {
-        c
-    } else {
-        c.measurement_time(Duration::from_secs(2))
-            .warm_up_time(Duration::from_millis(500))
-            .sample_size(20)
     }
 }
 
@@ -472,16 +417,6 @@ fn median_ns(shape: &str, runtime: &str) -> Option<f64> {
     value[..end].parse().ok()
 }
 
-fn fmt_time(ns: f64) -> String {
-    if ns >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e3 {
-        format!("{:.1} µs", ns / 1e3)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
-
 fn print_ratio_table() {
     let ab = AB.lock().unwrap().clone();
     if ab.is_empty() {
@@ -504,7 +439,8 @@ fn print_ratio_table() {
     for (shape, ab) in &ab {
         let u = median_ns(shape, "urgent");
         let t = median_ns(shape, "tokio");
-        let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), fmt_time);
+        let time = |ns: f64| fmt_time(ns, 1);
+        let show = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), time);
         let crit_ratio = match (u, t) {
             (Some(u), Some(t)) if t > 0.0 => format!("{:.2}", u / t),
             _ => "n/a".to_string(),
@@ -523,8 +459,8 @@ fn print_ratio_table() {
             show(u),
             show(t),
             crit_ratio,
-            fmt_time(ab.urgent_ns),
-            fmt_time(ab.tokio_ns),
+            time(ab.urgent_ns),
+            time(ab.tokio_ns),
             format!("{r:.2} [{q1:.2}, {q3:.2}]{flag}")
         );
     }
@@ -540,7 +476,7 @@ fn print_ratio_table() {
 }
 
 fn main() {
-    let mut c = config().configure_from_args();
+    let mut c = common::criterion(20).configure_from_args();
     group(
         &mut c,
         "spawn_many_local",

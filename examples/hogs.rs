@@ -24,6 +24,7 @@
 //! (measured seconds per runtime, default 2), `--docs` (write the plot to
 //! `docs/hogs-cdf.svg` instead of `target/urgent-hogs-cdf.svg`).
 
+use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -108,6 +109,15 @@ pub enum Kind {
     TokioBlocking,
 }
 
+/// The runtimes the demo compares, in its order: urgent at 10 ms and 1 ms,
+/// tokio with plain futures, tokio with `spawn_blocking`.
+pub const KINDS: [Kind; 4] = [
+    Kind::Urgent(urgent::runtime::DEFAULT_QUANTUM),
+    Kind::Urgent(Duration::from_millis(1)),
+    Kind::TokioPlain,
+    Kind::TokioBlocking,
+];
+
 impl Kind {
     pub fn label(&self) -> String {
         match self {
@@ -186,6 +196,11 @@ impl Outcome {
     pub fn max_ms(&self) -> f64 {
         self.sorted_ns.last().map_or(f64::NAN, |&v| v as f64 / 1e6)
     }
+
+    /// p50, p99, p99.9 and max in ms, each written by `fmt`.
+    pub fn ms_cells(&self, fmt: impl Fn(f64) -> String) -> [String; 4] {
+        [self.ms(50.0), self.ms(99.0), self.ms(99.9), self.max_ms()].map(fmt)
+    }
 }
 
 /// Shared between the ticker and the progress line.
@@ -202,38 +217,181 @@ impl Live {
     }
 }
 
-/// The latency-sensitive task, on urgent: ticks every `PERIOD` from `start`
-/// until `end` and returns how late each tick was against its schedule (ns).
-/// Ticks missed while the task could not run come in a burst later (tokio's
-/// default), so a starved ticker shows up as many very late ticks.
-async fn urgent_ticker(start: Instant, end: Instant, live: Arc<Live>) -> Vec<u64> {
-    let mut samples = Vec::with_capacity((end - start).as_millis() as usize + 16);
-    let mut iv = urgent::time::interval_at(start, PERIOD);
-    loop {
-        let scheduled = iv.tick().await;
-        let now = Instant::now();
-        if scheduled >= end {
-            return samples;
+/// The runtime-specific half of a run, written once and instantiated for
+/// each runtime as module `$module`: `$rt` is the runtime's crate (`urgent`,
+/// `tokio`: its `spawn`, `time::interval_at`, `net`, `task::JoinHandle` and
+/// `runtime::Runtime`), `$($io)::+` the module of the I/O traits its sockets
+/// implement, and `$preemptions` the runtime's preemption count so far
+/// (`None`: it does not preempt).
+macro_rules! per_runtime {
+    ($module:ident, $rt:ident, $($io:ident)::+, $preemptions:expr) => {
+        pub mod $module {
+            use super::*;
+            use $($io)::+::{AsyncReadExt, AsyncWriteExt};
+            use $rt::runtime::Runtime;
+            use $rt::task::JoinHandle;
+
+            /// The latency-sensitive task: ticks every `PERIOD` from `start`
+            /// until `end` and returns how late each tick was against its
+            /// schedule (ns). Ticks missed while the task could not run come in
+            /// a burst later (tokio's default), so a starved ticker shows up as
+            /// many very late ticks.
+            pub async fn ticker(start: Instant, end: Instant, live: Arc<Live>) -> Vec<u64> {
+                let mut samples = Vec::with_capacity((end - start).as_millis() as usize + 16);
+                let mut iv = $rt::time::interval_at(start.into(), PERIOD);
+                loop {
+                    let scheduled = Instant::from(iv.tick().await);
+                    let now = Instant::now();
+                    if scheduled >= end {
+                        return samples;
+                    }
+                    let late = now.saturating_duration_since(scheduled).as_nanos() as u64;
+                    samples.push(late);
+                    live.record(late);
+                }
+            }
+
+            /// An echo server: one task per connection.
+            pub async fn echo_server(listener: $rt::net::TcpListener) {
+                while let Ok((mut s, _)) = listener.accept().await {
+                    let _ = s.set_nodelay(true);
+                    $rt::spawn(async move {
+                        let mut buf = [0u8; 64];
+                        while let Ok(n) = s.read(&mut buf).await {
+                            if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+
+            /// The echo client: a 64-byte request every `PERIOD` from `start`
+            /// to `end`; each sample is when its answer arrived, against the
+            /// request's schedule (ns).
+            pub async fn echo_client(
+                addr: std::net::SocketAddr,
+                start: Instant,
+                end: Instant,
+                live: Arc<Live>,
+            ) -> Vec<u64> {
+                let mut s = $rt::net::TcpStream::connect(addr).await.expect("connect");
+                s.set_nodelay(true).expect("nodelay");
+                let mut samples = Vec::with_capacity((end - start).as_millis() as usize + 16);
+                let mut iv = $rt::time::interval_at(start.into(), PERIOD);
+                let mut buf = [7u8; 64];
+                loop {
+                    let scheduled = Instant::from(iv.tick().await);
+                    if scheduled >= end {
+                        return samples;
+                    }
+                    s.write_all(&buf).await.expect("write");
+                    s.read_exact(&mut buf).await.expect("read");
+                    let late = scheduled.elapsed().as_nanos() as u64;
+                    samples.push(late);
+                    live.record(late);
+                }
+            }
+
+            /// [`run`](super::run) on `rt`: the ticker (with `load.echo`, an
+            /// echo server and its client) on the schedule `ticks`, and
+            /// `load.hogs` hog slots, each running one hog at a time (`one`
+            /// spawns it) until `stop`; see [`drive`] for `measure`.
+            pub fn under_hogs<M>(
+                rt: Runtime,
+                load: Load,
+                ticks: std::ops::Range<Instant>,
+                live: &Arc<Live>,
+                stop: &Arc<AtomicBool>,
+                one: impl Fn() -> JoinHandle<u64> + Clone + Send + 'static,
+                measure: impl FnOnce(&dyn Fn() -> Option<u64>) -> M,
+            ) -> (M, Vec<u64>, Option<u64>) {
+                let (start, end) = (ticks.start, ticks.end);
+                // The ticker exists before the load arrives, as in a server.
+                let probe = |rt: &Runtime| {
+                    if load.echo {
+                        let listener = rt
+                            .block_on($rt::net::TcpListener::bind("127.0.0.1:0"))
+                            .expect("bind");
+                        let addr = listener.local_addr().expect("local_addr");
+                        rt.spawn(echo_server(listener));
+                        rt.spawn(echo_client(addr, start, end, live.clone()))
+                    } else {
+                        rt.spawn(ticker(start, end, live.clone()))
+                    }
+                };
+                let slots = |rt: &Runtime| {
+                    (0..load.hogs)
+                        .map(|_| rt.spawn(hog_slot(stop.clone(), one.clone())))
+                        .collect()
+                };
+                drive(rt, probe, slots, measure)
+            }
+
+            /// One measurement on `rt`: spawns `probe` (the task whose
+            /// latency is measured; it exists before the load arrives, as in a
+            /// server), then `load`, and runs `measure` on this thread, which
+            /// is given the preemptions since then (`None` on a runtime without
+            /// preemption) and must make the load stop. Then collects the
+            /// probe's samples, waits for the load and shuts `rt` down.
+            /// Returns what `measure` returned, the samples and the
+            /// preemptions up to when the probe finished.
+            pub fn drive<M, T>(
+                rt: Runtime,
+                probe: impl FnOnce(&Runtime) -> JoinHandle<Vec<u64>>,
+                load: impl FnOnce(&Runtime) -> Vec<JoinHandle<T>>,
+                measure: impl FnOnce(&dyn Fn() -> Option<u64>) -> M,
+            ) -> (M, Vec<u64>, Option<u64>) {
+                let preemptions: fn(&Runtime) -> Option<u64> = $preemptions;
+                let probe = probe(&rt);
+                let load = load(&rt);
+                let p0 = preemptions(&rt);
+                let since = || Some(preemptions(&rt)? - p0?);
+                let m = measure(&since);
+                let samples = rt.block_on(probe).unwrap();
+                let preempted = since();
+                rt.block_on(async {
+                    for h in load {
+                        let _ = h.await;
+                    }
+                });
+                rt.shutdown_timeout(Duration::from_secs(1));
+                (m, samples, preempted)
+            }
         }
-        let late = now.saturating_duration_since(scheduled).as_nanos() as u64;
-        samples.push(late);
-        live.record(late);
-    }
+    };
 }
 
-/// The same ticker on tokio.
-async fn tokio_ticker(start: Instant, end: Instant, live: Arc<Live>) -> Vec<u64> {
-    let mut samples = Vec::with_capacity((end - start).as_millis() as usize + 16);
-    let mut iv = tokio::time::interval_at(tokio::time::Instant::from_std(start), PERIOD);
-    loop {
-        let scheduled = iv.tick().await.into_std();
-        let now = Instant::now();
-        if scheduled >= end {
-            return samples;
-        }
-        let late = now.saturating_duration_since(scheduled).as_nanos() as u64;
-        samples.push(late);
-        live.record(late);
+per_runtime!(on_urgent, urgent, futures::io, |rt| Some(
+    rt.metrics().preemptions()
+));
+per_runtime!(on_tokio, tokio, tokio::io, |_| None);
+
+/// An urgent runtime with `workers` workers at `quantum`.
+pub fn urgent_rt(workers: usize, quantum: Duration) -> urgent::Runtime {
+    urgent::Builder::new()
+        .worker_threads(workers)
+        .quantum(quantum)
+        .build()
+        .expect("urgent runtime")
+}
+
+/// A tokio multi-thread runtime with `workers` workers.
+pub fn tokio_rt(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A hog slot: runs one hog at a time (`one` spawns it) until `stop`.
+async fn hog_slot<E: std::fmt::Debug, H: Future<Output = Result<u64, E>>>(
+    stop: Arc<AtomicBool>,
+    one: impl Fn() -> H,
+) {
+    while !stop.load(Relaxed) {
+        one().await.unwrap();
     }
 }
 
@@ -300,94 +458,6 @@ impl Probe {
     }
 }
 
-/// An echo server on urgent: one task per connection.
-async fn urgent_echo_server(listener: urgent::net::TcpListener) {
-    use futures::io::{AsyncReadExt, AsyncWriteExt};
-    while let Ok((mut s, _)) = listener.accept().await {
-        let _ = s.set_nodelay(true);
-        urgent::spawn(async move {
-            let mut buf = [0u8; 64];
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
-}
-
-/// The echo client on urgent: a 64-byte request every `PERIOD` from `start`
-/// to `end`; each sample is when its answer arrived, against the request's
-/// schedule (ns).
-async fn urgent_echo_client(
-    addr: std::net::SocketAddr,
-    start: Instant,
-    end: Instant,
-    live: Arc<Live>,
-) -> Vec<u64> {
-    use futures::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = urgent::net::TcpStream::connect(addr)
-        .await
-        .expect("connect");
-    s.set_nodelay(true).expect("nodelay");
-    let mut samples = Vec::with_capacity((end - start).as_millis() as usize + 16);
-    let mut iv = urgent::time::interval_at(start, PERIOD);
-    let mut buf = [7u8; 64];
-    loop {
-        let scheduled = iv.tick().await;
-        if scheduled >= end {
-            return samples;
-        }
-        s.write_all(&buf).await.expect("write");
-        s.read_exact(&mut buf).await.expect("read");
-        let late = scheduled.elapsed().as_nanos() as u64;
-        samples.push(late);
-        live.record(late);
-    }
-}
-
-/// The echo server on tokio.
-async fn tokio_echo_server(listener: tokio::net::TcpListener) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    while let Ok((mut s, _)) = listener.accept().await {
-        let _ = s.set_nodelay(true);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 64];
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
-}
-
-/// The echo client on tokio.
-async fn tokio_echo_client(
-    addr: std::net::SocketAddr,
-    start: Instant,
-    end: Instant,
-    live: Arc<Live>,
-) -> Vec<u64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.set_nodelay(true).expect("nodelay");
-    let mut samples = Vec::with_capacity((end - start).as_millis() as usize + 16);
-    let mut iv = tokio::time::interval_at(tokio::time::Instant::from_std(start), PERIOD);
-    let mut buf = [7u8; 64];
-    loop {
-        let scheduled = iv.tick().await.into_std();
-        if scheduled >= end {
-            return samples;
-        }
-        s.write_all(&buf).await.expect("write");
-        s.read_exact(&mut buf).await.expect("read");
-        let late = scheduled.elapsed().as_nanos() as u64;
-        samples.push(late);
-        live.record(late);
-    }
-}
-
 /// Shows a progress line on stderr until `until`.
 fn progress(label: &str, start: Instant, until: Instant, live: &Live, extra: &dyn Fn() -> String) {
     let total = until - start;
@@ -417,8 +487,8 @@ fn progress(label: &str, start: Instant, until: Instant, live: &Live, extra: &dy
     eprintln!();
 }
 
+/// What a run measured besides the probe's samples.
 struct Measured {
-    samples: Vec<u64>,
     hogs_per_sec: f64,
     os_wait: f64,
     efficiency: f64,
@@ -426,8 +496,9 @@ struct Measured {
 }
 
 impl Measured {
-    fn outcome(self, label: String) -> Outcome {
-        let mut out = Outcome::from_samples(label, self.samples, self.hogs_per_sec);
+    fn outcome(self, label: String, samples: Vec<u64>, preemptions: Option<u64>) -> Outcome {
+        let mut out = Outcome::from_samples(label, samples, self.hogs_per_sec);
+        out.preemptions = preemptions;
         out.os_wait = Some(self.os_wait);
         out.efficiency = Some(self.efficiency);
         out.floor_p99 = Some(self.floor);
@@ -449,13 +520,14 @@ pub fn run(kind: Kind, load: Load, work: Work, show_progress: bool) -> Outcome {
     // The ticker's schedule: hogs get `warmup` to occupy every worker first.
     let t0 = Instant::now() + load.warmup;
     let t1 = t0 + load.window;
-    let measure = |wait_ticker: &dyn Fn() -> Vec<u64>, extra: &dyn Fn() -> String| {
+    let measure = |preempted: &dyn Fn() -> Option<u64>| {
         std::thread::sleep(t0.saturating_duration_since(Instant::now()));
         let d0 = done.load(Relaxed);
         let (c0, w0) = run_delay_ns();
         let probe = Probe::start();
         if show_progress {
-            progress(&label, t0, t1, &live, extra);
+            let extra = || preempted().map_or_else(String::new, |p| format!("  preemptions {p}"));
+            progress(&label, t0, t1, &live, &extra);
         } else {
             std::thread::sleep(t1.saturating_duration_since(Instant::now()));
         }
@@ -468,7 +540,6 @@ pub fn run(kind: Kind, load: Load, work: Work, show_progress: bool) -> Outcome {
         let efficiency = work_done / ((c1 - c0) as f64 / 1e9) / work.per_sec;
         stop.store(true, Relaxed);
         Measured {
-            samples: wait_ticker(),
             hogs_per_sec,
             os_wait,
             efficiency,
@@ -476,102 +547,48 @@ pub fn run(kind: Kind, load: Load, work: Work, show_progress: bool) -> Outcome {
         }
     };
 
-    match kind {
-        Kind::Urgent(quantum) => {
-            let rt = urgent::Builder::new()
-                .worker_threads(load.workers)
-                .quantum(quantum)
-                .build()
-                .expect("urgent runtime");
-            // The ticker exists before the load arrives, as in a server.
-            let ticker = if load.echo {
-                let listener = rt
-                    .block_on(urgent::net::TcpListener::bind("127.0.0.1:0"))
-                    .expect("bind");
-                let addr = listener.local_addr().expect("local_addr");
-                rt.spawn(urgent_echo_server(listener));
-                rt.spawn(urgent_echo_client(addr, t0, t1, live.clone()))
-            } else {
-                rt.spawn(urgent_ticker(t0, t1, live.clone()))
-            };
-            let slots: Vec<_> = (0..load.hogs)
-                .map(|_| {
-                    let (stop, hog) = (stop.clone(), hog.clone());
-                    rt.spawn(async move {
-                        while !stop.load(Relaxed) {
-                            urgent::spawn_cpu(hog.clone()).await.unwrap();
-                        }
-                    })
-                })
-                .collect();
-            let p0 = rt.metrics().preemptions();
-            let cell = std::sync::Mutex::new(Some(ticker));
-            let m = measure(
-                &|| {
-                    let t = cell.lock().unwrap().take().unwrap();
-                    rt.block_on(t).unwrap()
-                },
-                &|| format!("  preemptions {}", rt.metrics().preemptions() - p0),
-            );
-            let preemptions = rt.metrics().preemptions() - p0;
-            rt.block_on(async {
-                for s in slots {
-                    let _ = s.await;
-                }
-            });
-            rt.shutdown_timeout(Duration::from_secs(1));
-            let mut out = m.outcome(label);
-            out.preemptions = Some(preemptions);
-            out
-        }
+    let (m, samples, preemptions) = match kind {
+        Kind::Urgent(quantum) => on_urgent::under_hogs(
+            urgent_rt(load.workers, quantum),
+            load,
+            t0..t1,
+            &live,
+            &stop,
+            move || urgent::spawn_cpu(hog.clone()),
+            measure,
+        ),
         Kind::TokioPlain | Kind::TokioBlocking => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(load.workers)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
             let blocking = kind == Kind::TokioBlocking;
-            let ticker = if load.echo {
-                let listener = rt
-                    .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-                    .expect("bind");
-                let addr = listener.local_addr().expect("local_addr");
-                rt.spawn(tokio_echo_server(listener));
-                rt.spawn(tokio_echo_client(addr, t0, t1, live.clone()))
-            } else {
-                rt.spawn(tokio_ticker(t0, t1, live.clone()))
-            };
-            let slots: Vec<_> = (0..load.hogs)
-                .map(|_| {
-                    let (stop, hog) = (stop.clone(), hog.clone());
-                    rt.spawn(async move {
-                        while !stop.load(Relaxed) {
-                            let h = hog.clone();
-                            if blocking {
-                                tokio::task::spawn_blocking(h).await.unwrap();
-                            } else {
-                                tokio::spawn(async move { h() }).await.unwrap();
-                            }
-                        }
-                    })
-                })
-                .collect();
-            let cell = std::sync::Mutex::new(Some(ticker));
-            let m = measure(
-                &|| {
-                    let t = cell.lock().unwrap().take().unwrap();
-                    rt.block_on(t).unwrap()
-                },
-                &String::new,
-            );
-            rt.block_on(async {
-                for s in slots {
-                    let _ = s.await;
+            let one = move || {
+                let h = hog.clone();
+                if blocking {
+                    tokio::task::spawn_blocking(h)
+                } else {
+                    tokio::spawn(async move { h() })
                 }
-            });
-            rt.shutdown_timeout(Duration::from_secs(1));
-            m.outcome(label)
+            };
+            on_tokio::under_hogs(
+                tokio_rt(load.workers),
+                load,
+                t0..t1,
+                &live,
+                &stop,
+                one,
+                measure,
+            )
         }
+    };
+    m.outcome(label, samples, preemptions)
+}
+
+/// Milliseconds to three significant digits (two decimals below 10).
+pub fn fmt_ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
     }
 }
 
@@ -595,6 +612,16 @@ pub const COLORS: [plotters::style::RGBColor; 6] = [
     plotters::style::RGBColor(0, 158, 115),
     plotters::style::RGBColor(204, 121, 167),
 ];
+
+/// The outcomes as [`plot_cdf`] series: label and sorted samples.
+pub fn cdf_series<'a>(
+    outcomes: impl IntoIterator<Item = &'a Outcome>,
+) -> Vec<(&'a str, &'a [u64])> {
+    outcomes
+        .into_iter()
+        .map(|o| (o.label.as_str(), o.sorted_ns.as_slice()))
+        .collect()
+}
 
 /// Writes a CDF of each series' sorted nanosecond samples (log-scale ms on x).
 pub fn plot_cdf(
@@ -656,15 +683,26 @@ pub fn plot_cdf(
                 PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
             });
     }
+    draw_legend(&mut chart)?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// Draws the series' legend in the upper left corner of `chart`.
+pub fn draw_legend<'a, DB, CT>(
+    chart: &mut plotters::chart::ChartContext<'a, DB, CT>,
+) -> Result<(), String>
+where
+    DB: plotters::prelude::DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
+    use plotters::prelude::*;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
-    Ok(())
+        .map_err(|e| e.to_string())
 }
 
 /// The target directory this binary was built into (`…/target`).
@@ -729,13 +767,7 @@ fn main() {
     );
     println!();
 
-    let kinds = [
-        Kind::Urgent(urgent::runtime::DEFAULT_QUANTUM),
-        Kind::Urgent(Duration::from_millis(1)),
-        Kind::TokioPlain,
-        Kind::TokioBlocking,
-    ];
-    let outcomes: Vec<Outcome> = kinds.iter().map(|&k| run(k, load, work, true)).collect();
+    let outcomes: Vec<Outcome> = KINDS.iter().map(|&k| run(k, load, work, true)).collect();
 
     println!();
     println!(
@@ -790,10 +822,7 @@ fn main() {
         std::fs::create_dir_all(&dir).expect("create target/");
         dir.join("urgent-hogs-cdf.svg")
     };
-    let series: Vec<(&str, &[u64])> = outcomes
-        .iter()
-        .map(|o| (o.label.as_str(), o.sorted_ns.as_slice()))
-        .collect();
+    let series = cdf_series(&outcomes);
     let title = format!(
         "1 ms ticker lateness under {} CPU hogs on {workers} workers (CDF)",
         load.hogs
@@ -824,29 +853,17 @@ pub fn print_table(outcomes: &[Outcome], workers: usize) {
         "", ":", ":", ":", ":", ":", ":", ":", ":", ":"
     );
     let full = workers as f64 / HOG_LEN.as_secs_f64();
-    let cell = |v: f64| {
-        if v >= 100.0 {
-            format!("{v:.0}")
-        } else if v >= 10.0 {
-            format!("{v:.1}")
-        } else {
-            format!("{v:.2}")
-        }
-    };
     for o in outcomes {
+        let [p50, p99, p999, max] = o.ms_cells(fmt_ms);
         println!(
-            "| {:<32} | {:>5} | {:>7} | {:>7} | {:>7} | {:>7} | {:>6.2} ({:>4.0} %) | {:>7} | {:>7.0} % | {:>9} |",
+            "| {:<32} | {:>5} | {p50:>7} | {p99:>7} | {p999:>7} | {max:>7} | {:>6.2} ({:>4.0} %) | {:>7} | {:>7.0} % | {:>9} |",
             o.label,
             o.sorted_ns.len(),
-            cell(o.ms(50.0)),
-            cell(o.ms(99.0)),
-            cell(o.ms(99.9)),
-            cell(o.max_ms()),
             o.hogs_per_sec,
             o.hogs_per_sec / full * 100.0,
             o.preemptions.map_or("-".to_string(), |p| p.to_string()),
             o.os_wait.unwrap_or(0.0) * 100.0,
-            o.floor_p99.map_or("-".to_string(), cell),
+            o.floor_p99.map_or("-".to_string(), fmt_ms),
         );
     }
     println!();
