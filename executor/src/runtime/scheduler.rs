@@ -57,7 +57,8 @@
 //! half the workers search, so at most half of them spin, and only for `SPIN`
 //! per trip to idle, and not when sockets are registered and no other worker
 //! waits in the driver (this one would have to, or readiness would go unseen
-//! while it spins). A spinner watches only the injector and its own inbox,
+//! while it spins), nor while more workers are awake than the process has
+//! CPUs. A spinner watches only the injector and its own inbox,
 //! not the other workers' queues: it already stole from those, and watching
 //! them would have it steal every task a busy worker spawns (a chain of
 //! spawns would hop between cores). A backlog there is still seen by the
@@ -128,6 +129,9 @@ struct Idle {
     state: Mutex<IdleState>,
     num_searching: AtomicUsize,
     num_idle: AtomicUsize,
+    /// CPUs this process may run on: spinning only pays while the workers
+    /// that are awake (running or searching) do not outnumber them.
+    cpus: usize,
 }
 
 /// State shared by every thread of one runtime.
@@ -209,6 +213,7 @@ impl Shared {
                 }),
                 num_searching: AtomicUsize::new(0),
                 num_idle: AtomicUsize::new(0),
+                cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
             shutdown: AtomicBool::new(false),
             driver: Mutex::new(driver),
@@ -773,6 +778,12 @@ fn spin_for_work(shared: &Shared, index: usize) -> bool {
     // one to wait in epoll, and spinning would leave their readiness unseen
     // for `SPIN`. Park at once.
     if shared.io_sources.load(Relaxed) > 0 && shared.try_lock_driver().is_some() {
+        return false;
+    }
+    // More workers awake than CPUs (more workers configured than cores): a
+    // spinner would take a core from a worker with work. Park instead.
+    let awake = shared.remotes.len() - shared.idle.num_idle.load(Relaxed);
+    if awake > shared.idle.cpus {
         return false;
     }
     super::park::spin_until(SPIN, || {
