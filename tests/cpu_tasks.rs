@@ -32,6 +32,14 @@ fn fib(n: u64) -> u64 {
     }
 }
 
+/// Counts its drops.
+struct Counted(Arc<AtomicUsize>);
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
 struct SetOnDrop(Arc<AtomicBool>);
 impl Drop for SetOnDrop {
     fn drop(&mut self) {
@@ -45,6 +53,34 @@ on_1_and_2_workers! {
         assert_eq!(rt.block_on(async { urgent::spawn_cpu(|| fib(20)).await }).unwrap(), 6765);
         assert_eq!(rt.block_on(rt.spawn_cpu(|| "s".to_string())).unwrap(), "s");
         assert_eq!(rt.block_on(rt.handle().spawn_cpu(|| 3u8)).unwrap(), 3);
+    };
+
+    large_and_over_aligned_values_through_join_handle => |n| {
+        // Values above the coroutine's in-place return slot (boxed there),
+        // over-aligned ones, and a value whose drop is observable when its
+        // JoinHandle is dropped unread.
+        #[derive(Debug, PartialEq)]
+        #[repr(align(64))]
+        struct Aligned(u64);
+        let rt = rt(n, Q);
+        let big = rt.block_on(rt.spawn_cpu(|| {
+            let mut a = [0u8; 4096];
+            for (i, b) in a.iter_mut().enumerate() {
+                *b = (i % 251) as u8;
+            }
+            a
+        }));
+        let big = big.unwrap();
+        assert!(big.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+        assert_eq!(rt.block_on(rt.spawn_cpu(|| Aligned(7))).unwrap(), Aligned(7));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let d = dropped.clone();
+        let h = rt.spawn_cpu(move || Counted(d));
+        while !h.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(h);
+        assert_eq!(dropped.load(SeqCst), 1, "an unread output is dropped once");
     };
 
     panic_is_a_join_error_and_runtime_survives => |n| {
