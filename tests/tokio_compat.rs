@@ -253,6 +253,27 @@ fn tokio_spawn_runs_on_the_background_runtime_and_can_reach_urgent() {
     });
 }
 
+/// `metrics().tokio_tasks()` shows futures that `tokio::spawn` put on the
+/// background runtime while they live, so a program ported from tokio can
+/// find the spawns that do not run on urgent's workers.
+#[test]
+fn tokio_spawned_tasks_are_counted_in_metrics() {
+    let rt = rt(1);
+    assert_eq!(rt.metrics().tokio_tasks(), 0);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = rt.block_on(async { tokio::spawn(async move { rx.await.ok() }) });
+    assert_eq!(rt.metrics().tokio_tasks(), 1);
+    tx.send(()).unwrap();
+    rt.block_on(async { tokio::time::timeout(LIMIT, h).await.unwrap().unwrap() });
+    // The count drops once the task has exited (eventually: tokio's counter
+    // is updated by its worker after the join handle sees the output).
+    let t = Instant::now();
+    while rt.metrics().tokio_tasks() != 0 {
+        assert!(t.elapsed() < LIMIT, "tokio_tasks() stayed above 0");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[urgent::test(worker_threads = 2)]
 async fn urgent_test_attribute_runs_a_tokio_body() {
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -26,6 +26,7 @@ pub struct RuntimeMetrics {
     preempt_declined: u64,
     long_polls: u64,
     live_tasks: usize,
+    tokio_tasks: usize,
 }
 
 impl RuntimeMetrics {
@@ -41,6 +42,10 @@ impl RuntimeMetrics {
             preempt_declined: p.preempt_declined,
             long_polls: p.long_polls,
             live_tasks: shared.owned.len(),
+            #[cfg(feature = "tokio")]
+            tokio_tasks: shared.io.tokio.alive_tasks(),
+            #[cfg(not(feature = "tokio"))]
+            tokio_tasks: 0,
         }
     }
 
@@ -57,6 +62,35 @@ impl RuntimeMetrics {
     /// Tasks that have been spawned and not yet completed.
     pub fn live_tasks(&self) -> usize {
         self.live_tasks
+    }
+
+    /// Tasks alive on the runtime's background tokio runtime: futures
+    /// started with `tokio::spawn` (or `tokio::task::spawn_blocking`) from
+    /// inside urgent. They run on that one background thread, not on
+    /// urgent's workers, and are never preempted; a program moved from
+    /// `#[tokio::main]` should spawn with `urgent::spawn` instead. Always 0
+    /// without the `tokio` feature.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// let rt = urgent_executor::Runtime::new().unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// rt.block_on(async move {
+    ///     // The trap: this future runs on the background tokio thread.
+    ///     tokio::spawn(async move {
+    ///         while rx.try_recv().is_err() {
+    ///             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    ///         }
+    ///     });
+    /// });
+    /// assert_eq!(rt.metrics().tokio_tasks(), 1);
+    /// tx.send(()).unwrap();
+    /// # }
+    /// ```
+    pub fn tokio_tasks(&self) -> usize {
+        self.tokio_tasks
     }
 
     /// Task polls (and coroutine resumes) by the workers.

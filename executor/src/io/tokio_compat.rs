@@ -105,6 +105,14 @@ impl TokioCompat {
         self.handle(shared).map(|h| h.enter())
     }
 
+    /// Tasks alive on the background runtime (`tokio::spawn` and
+    /// `spawn_blocking` from inside urgent); 0 if it never started.
+    pub(crate) fn alive_tasks(&self) -> usize {
+        self.handle
+            .get()
+            .map_or(0, |h| h.metrics().num_alive_tasks())
+    }
+
     pub(crate) fn shutdown(&self) {
         let prev = std::mem::replace(
             &mut *self.state.lock().unwrap_or_else(|e| e.into_inner()),
