@@ -261,7 +261,8 @@ fn tokio_spawned_tasks_are_counted_in_metrics() {
     let rt = rt(1);
     assert_eq!(rt.metrics().tokio_tasks(), 0);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let h = rt.block_on(async { tokio::spawn(async move { rx.await.ok() }) });
+    // Wrapped in a tuple: the handle is kept, not awaited, here.
+    let (h,) = rt.block_on(async { (tokio::spawn(async move { rx.await.ok() }),) });
     assert_eq!(rt.metrics().tokio_tasks(), 1);
     tx.send(()).unwrap();
     rt.block_on(async { tokio::time::timeout(LIMIT, h).await.unwrap().unwrap() });
