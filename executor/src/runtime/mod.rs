@@ -350,7 +350,7 @@ impl Wake for ThreadNotify {
 }
 
 /// How long `block_on` spins for a wake-up before it parks its thread.
-const BLOCK_ON_SPIN: Duration = Duration::from_micros(20);
+const BLOCK_ON_SPIN: Duration = Duration::from_micros(5);
 
 /// Spins for up to `BLOCK_ON_SPIN` until `notified` is set; consumes it and
 /// returns true if it was.

@@ -85,7 +85,7 @@ const GLOBAL_QUEUE_INTERVAL: u32 = 61;
 /// Every this many ticks a worker looks at its bound CPU tasks first.
 const PINNED_INTERVAL: u32 = 8;
 /// How long a searching worker keeps looking for work before it parks.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(20);
+const SPIN: std::time::Duration = std::time::Duration::from_micros(5);
 
 /// Why a task is being scheduled.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
