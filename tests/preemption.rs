@@ -364,6 +364,16 @@ fn no_preempt_guard_blocks_preemption_while_alive() {
     });
 }
 
+/// Two workers at `quantum`, preempted CPU tasks migrating or not.
+fn two_workers(quantum: Duration, migrate: bool) -> urgent::Runtime {
+    urgent::Builder::new()
+        .worker_threads(2)
+        .quantum(quantum)
+        .migrate_preempted(migrate)
+        .build()
+        .unwrap()
+}
+
 fn thread_ids_over_time(
     migrate: bool,
 ) -> (
@@ -371,12 +381,7 @@ fn thread_ids_over_time(
     u64,
     urgent::metrics::RuntimeMetrics,
 ) {
-    let rt = urgent::Builder::new()
-        .worker_threads(2)
-        .quantum(Duration::from_micros(200))
-        .migrate_preempted(migrate)
-        .build()
-        .unwrap();
+    let rt = two_workers(Duration::from_micros(200), migrate);
     // Another hog keeps both workers busy so migration has a reason to happen.
     let stop = Arc::new(AtomicBool::new(false));
     let others: Vec<_> = (0..3)
@@ -454,12 +459,7 @@ fn preemption_inside_cooperative_yields_with_migration() {
         return;
     }
     guard(|| {
-        let rt = urgent::Builder::new()
-            .worker_threads(2)
-            .quantum(Duration::from_micros(100))
-            .migrate_preempted(true)
-            .build()
-            .unwrap();
+        let rt = two_workers(Duration::from_micros(100), true);
         let handles: Vec<_> = (0..4u64)
             .map(|seed| {
                 rt.spawn_cpu(move || {
