@@ -36,7 +36,10 @@ pub mod runtime {
 
 /// Tasks: spawning, joining, yielding, cooperative preemption points.
 pub mod task {
-    pub use urgent_executor::task::{checkpoint, yield_now, JoinError, JoinHandle};
+    pub use urgent_executor::task::{
+        checkpoint, spawn_blocking, yield_now, JoinError, JoinHandle, BLOCKING_KEEP_ALIVE,
+        MAX_BLOCKING_THREADS,
+    };
     pub use urgent_executor::{spawn, spawn_cpu, spawn_preemptible, wait};
 }
 

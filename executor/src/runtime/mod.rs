@@ -163,6 +163,16 @@ impl Runtime {
         self.handle.spawn_preemptible(future)
     }
 
+    /// Runs a closure that blocks its thread on the blocking pool. See
+    /// [`task::spawn_blocking`](crate::task::spawn_blocking).
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.handle.spawn_blocking(f)
+    }
+
     /// The runtime's handle.
     pub fn handle(&self) -> &Handle {
         &self.handle
@@ -298,6 +308,25 @@ impl Handle {
         R: Send + 'static,
     {
         self.shared.spawn_cpu(f)
+    }
+
+    /// Runs a closure that blocks its thread on the blocking pool. See
+    /// [`task::spawn_blocking`](crate::task::spawn_blocking).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = urgent_executor::Runtime::new().unwrap();
+    /// let h = rt.handle().spawn_blocking(|| std::thread::current().name().map(str::to_owned));
+    /// let name = rt.block_on(h).unwrap().unwrap();
+    /// assert!(name.ends_with("-blocking"), "{name}");
+    /// ```
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.shared.spawn_blocking(f)
     }
 
     /// Spawns a future polled on a coroutine. See

@@ -153,6 +153,8 @@ pub(crate) struct Shared {
     pub(crate) io: crate::io::IoState,
     /// sysmon and the per-worker preemption slots.
     pub(crate) preemptor: urgent_preempt::Preemptor,
+    /// Threads for `spawn_blocking`.
+    blocking: crate::task::blocking::BlockingPool,
 }
 
 /// The worker-thread half of a worker: only its own thread touches it.
@@ -179,6 +181,7 @@ impl Shared {
     /// Builds the shared state and the local queues to hand to the workers.
     pub(crate) fn new(config: Config) -> std::io::Result<(Arc<Shared>, Vec<LocalQueue<TaskRef>>)> {
         let n = config.worker_threads;
+        let config_thread_name = config.thread_name.clone();
         let locals: Vec<LocalQueue<TaskRef>> = (0..n).map(|_| LocalQueue::new_fifo()).collect();
         let remotes = locals
             .iter()
@@ -202,7 +205,7 @@ impl Shared {
             },
             n,
         )?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|weak| Shared {
             owned: OwnedTasks::new(),
             injector: Injector::new(),
             remotes,
@@ -224,6 +227,7 @@ impl Shared {
             io_sources: AtomicUsize::new(0),
             io,
             preemptor,
+            blocking: crate::task::blocking::BlockingPool::new(config_thread_name, weak.clone()),
         });
         Ok((shared, locals))
     }
@@ -267,6 +271,15 @@ impl Shared {
     {
         let fut = CpuFuture::new(f, self.config.stack_size);
         self.spawn_task(fut, true)
+    }
+
+    pub(crate) fn spawn_blocking<F, R>(self: &Arc<Self>, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let result = self.blocking.run(f);
+        self.spawn(result)
     }
 
     fn spawn_task<F>(self: &Arc<Self>, future: F, cpu: bool) -> JoinHandle<F::Output>
@@ -470,6 +483,7 @@ impl Shared {
             r.parker.unpark(self);
         }
         self.io.shutdown();
+        self.blocking.shutdown();
         self.wake_driver();
     }
 

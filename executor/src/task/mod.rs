@@ -28,16 +28,62 @@
 //! - A complete task is removed from the runtime's owned-task list, which is
 //!   how shutdown finds and drops every outstanding future.
 
+pub(crate) mod blocking;
 mod error;
 mod join;
 mod owned;
 mod yield_now;
 
 pub use crate::cpu::checkpoint;
+pub use blocking::{KEEP_ALIVE as BLOCKING_KEEP_ALIVE, MAX_THREADS as MAX_BLOCKING_THREADS};
 pub use error::JoinError;
 pub use join::JoinHandle;
 pub(crate) use owned::OwnedTasks;
 pub use yield_now::yield_now;
+
+/// Runs a closure that blocks its thread (file I/O, a synchronous database
+/// driver, `std::thread::sleep`, a blocking lock) on the runtime's pool of
+/// blocking threads, off the workers, and returns its `JoinHandle`: tokio's
+/// `spawn_blocking`.
+///
+/// For *CPU-heavy* work use [`spawn_cpu`](crate::spawn_cpu) instead: it runs
+/// on the workers and is preempted. A closure that waits in a system call is
+/// not running, so preemption cannot move it aside; on a worker it would hold
+/// that worker and every task bound to it.
+///
+/// Threads are started on demand, up to [`MAX_BLOCKING_THREADS`], and exit
+/// after [`BLOCKING_KEEP_ALIVE`] idle. A panic in the closure is a
+/// [`JoinError::is_panic`]. `abort()` does not stop a closure that has
+/// started; at runtime shutdown, closures that have not started are dropped
+/// and running ones finish on their own threads.
+///
+/// # Panics
+///
+/// Outside a runtime, with a message naming the fix.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let rt = urgent_executor::Runtime::new().unwrap();
+/// let len = rt.block_on(async {
+///     urgent_executor::task::spawn_blocking(|| {
+///         std::thread::sleep(Duration::from_millis(10)); // stands for a blocking read
+///         std::fs::read_to_string("/proc/self/stat").map(|s| s.len()).unwrap_or(0)
+///     })
+///     .await
+///     .unwrap()
+/// });
+/// assert!(len > 0);
+/// ```
+#[track_caller]
+pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    crate::current_shared("spawn_blocking").spawn_blocking(f)
+}
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};

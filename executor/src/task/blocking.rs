@@ -1,0 +1,193 @@
+//! `spawn_blocking`: closures that block their thread (file I/O, a
+//! synchronous database driver, `std::thread::sleep`) run on a pool of
+//! plain threads, off the workers.
+//!
+//! A CPU task cannot take their place: preemption stops a task that *runs*
+//! past its quantum, but a task blocked in a system call is not running. The
+//! signal finds it inside libc, declines, and the worker stays blocked with
+//! every task bound to it.
+//!
+//! # The pool
+//!
+//! One per runtime. Threads are started on demand, up to
+//! [`MAX_THREADS`]; a thread idle for [`KEEP_ALIVE`] exits. The queue, the
+//! idle count and the thread count live under one mutex; a submitter wakes
+//! an idle thread if there is one and starts a new thread otherwise, so a
+//! job never waits behind a running one while the pool has room.
+//!
+//! The closure's result (or panic payload) goes back through a oneshot
+//! channel to an ordinary task whose `JoinHandle` the caller gets: its
+//! output, `is_panic` and `abort` behave as for any task, except that a
+//! closure that has started runs to completion regardless (tokio's
+//! `spawn_blocking` behaves the same). At runtime shutdown, jobs that have
+//! not started are dropped; running ones are left to finish on their
+//! detached threads.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use crate::runtime::scheduler::Shared;
+use crate::runtime::{context, Handle};
+
+/// Most threads a runtime's blocking pool runs at once (tokio's default).
+pub const MAX_THREADS: usize = 512;
+/// How long an idle blocking thread waits for a job before it exits.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+pub(crate) struct BlockingPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    cond: Condvar,
+    thread_name: String,
+    /// The runtime, made current around each job (as tokio does: a blocking
+    /// closure may spawn, or `block_on` through a handle). Weak: the runtime
+    /// owns the pool.
+    shared: Weak<Shared>,
+}
+
+struct State {
+    queue: VecDeque<Job>,
+    idle: usize,
+    threads: usize,
+    shutdown: bool,
+}
+
+impl BlockingPool {
+    pub(crate) fn new(thread_name: String, shared: Weak<Shared>) -> BlockingPool {
+        BlockingPool {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    idle: 0,
+                    threads: 0,
+                    shutdown: false,
+                }),
+                cond: Condvar::new(),
+                thread_name,
+                shared,
+            }),
+        }
+    }
+
+    /// Queues `job`, or drops it if the pool is shut down.
+    fn submit(&self, job: Job) {
+        let mut st = self.inner.lock();
+        if st.shutdown {
+            return;
+        }
+        st.queue.push_back(job);
+        if st.idle >= st.queue.len() {
+            // An idle thread will take it (one per queued job).
+            self.inner.cond.notify_one();
+        } else if st.threads < MAX_THREADS {
+            st.threads += 1;
+            let inner = self.inner.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-blocking", self.inner.thread_name))
+                .spawn(move || inner.run());
+            if let Err(e) = spawned {
+                st.threads -= 1;
+                if st.threads == 0 {
+                    // Nobody would ever run it: say so now rather than hang.
+                    st.queue.pop_back();
+                    drop(st);
+                    panic!("urgent: could not start a blocking-pool thread: {e}");
+                }
+            }
+        }
+        // Else: MAX_THREADS busy; a thread takes it when it finishes one.
+    }
+
+    /// Drops jobs that have not started and lets idle threads exit.
+    pub(crate) fn shutdown(&self) {
+        let dropped = {
+            let mut st = self.inner.lock();
+            st.shutdown = true;
+            std::mem::take(&mut st.queue)
+        };
+        self.inner.cond.notify_all();
+        // Outside the lock: dropping a job drops its result sender, which
+        // wakes the task waiting on it.
+        drop(dropped);
+    }
+
+    /// Runs `f` on the pool and returns a future of its result; a panic in
+    /// `f` is re-raised by that future (so it becomes the task's
+    /// `JoinError::is_panic`).
+    pub(crate) fn run<F, R>(&self, f: F) -> impl std::future::Future<Output = R> + Send + 'static
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        // If the pool is shut down the job, and `tx` with it, is dropped:
+        // the future below then reports that.
+        self.submit(Box::new(move || {
+            let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
+        }));
+        async move {
+            match rx.await {
+                Ok(Ok(v)) => v,
+                Ok(Err(payload)) => resume_unwind(payload),
+                Err(_) => {
+                    panic!("urgent: the runtime shut down before this spawn_blocking closure ran")
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one job with the runtime current, without the pool lock: the
+    /// runtime handle taken here may be the last one, and dropping the
+    /// runtime shuts this pool down, which takes the lock.
+    fn run_job(&self, job: Job) {
+        let shared = self.shared.upgrade();
+        let _current = shared
+            .as_ref()
+            .map(|s| context::set_current(Handle { shared: s.clone() }));
+        #[cfg(feature = "tokio")]
+        let _tokio = shared.as_ref().and_then(|s| s.io.tokio.enter(s));
+        // The job catches its closure's panic itself; this only guards the
+        // pool against a panicking result destructor.
+        let _ = catch_unwind(AssertUnwindSafe(job));
+    }
+
+    /// A pool thread: take jobs until idle for `KEEP_ALIVE` or shut down.
+    fn run(&self) {
+        let mut st = self.lock();
+        loop {
+            if let Some(job) = st.queue.pop_front() {
+                drop(st);
+                self.run_job(job);
+                st = self.lock();
+                continue;
+            }
+            if st.shutdown {
+                break;
+            }
+            st.idle += 1;
+            let (guard, timeout) = self
+                .cond
+                .wait_timeout(st, KEEP_ALIVE)
+                .unwrap_or_else(|e| e.into_inner());
+            st = guard;
+            st.idle -= 1;
+            if timeout.timed_out() && st.queue.is_empty() {
+                break;
+            }
+        }
+        st.threads -= 1;
+    }
+}
