@@ -18,6 +18,9 @@
 //! - Sockets ([`net`]) register with the driver's mio `Poll`; the worker
 //!   turning the driver wakes the tasks whose sockets became ready (see
 //!   `io` for the readiness protocol).
+//! - CPU tasks ([`spawn_cpu`]) run on coroutines on the workers and are
+//!   preempted; closures that block in system calls go to a separate pool of
+//!   plain threads ([`task::spawn_blocking`]), where blocking harms nobody.
 //!
 //! # tokio compatibility (feature `tokio`, on by default)
 //!
@@ -29,8 +32,9 @@
 //! which wakes the urgent tasks.
 //!
 //! `tokio::spawn` (and `tokio::task::spawn_blocking`) called inside urgent
-//! run on that background runtime's single thread, not on urgent's workers:
-//! tokio cannot hand a spawned future to another executor. That thread has
+//! run on that background runtime (`metrics().tokio_tasks()` counts them),
+//! not on urgent's workers: tokio cannot hand a spawned future to another
+//! executor. That thread has
 //! the urgent runtime as its current one, so code there may call [`spawn`],
 //! [`spawn_cpu`] and [`time`]. Prefer [`spawn`] for your own tasks; libraries
 //! that call `tokio::spawn` themselves (`axum::serve` spawns one task per
