@@ -107,6 +107,54 @@ fn blocked_closures_leave_the_worker_free() {
     });
 }
 
+/// A closure aborted while it waits for a pool thread never runs. The pool
+/// is filled with `MAX_BLOCKING_THREADS` blocked closures first, so the
+/// next one has to wait in the queue.
+#[test]
+fn closure_aborted_before_it_starts_never_runs() {
+    guard(|| {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        use std::sync::{Arc, Barrier};
+        let max = urgent::task::MAX_BLOCKING_THREADS;
+        let rt = rt(1, Q);
+        let started = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Barrier::new(max + 1));
+        let blockers: Vec<_> = (0..max)
+            .map(|_| {
+                let (started, gate) = (started.clone(), gate.clone());
+                rt.spawn_blocking(move || {
+                    started.fetch_add(1, SeqCst);
+                    gate.wait();
+                })
+            })
+            .collect();
+        let t = Instant::now();
+        while started.load(SeqCst) < max {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the pool did not grow to {max}"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let queued = rt.spawn_blocking(move || r.store(true, SeqCst));
+        queued.abort();
+        assert!(rt.block_on(queued).unwrap_err().is_cancelled());
+        gate.wait();
+        rt.block_on(async {
+            for b in blockers {
+                b.await.unwrap();
+            }
+        });
+        // A job queued after it completes only once a thread has taken (and
+        // skipped) the aborted one.
+        rt.block_on(rt.spawn_blocking(|| ())).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        assert!(!ran.load(SeqCst), "an aborted, never-started closure ran");
+    });
+}
+
 #[test]
 fn pool_threads_are_reused() {
     guard(|| {

@@ -19,7 +19,8 @@
 //! channel to an ordinary task whose `JoinHandle` the caller gets: its
 //! output, `is_panic` and `abort` behave as for any task, except that a
 //! closure that has started runs to completion regardless (tokio's
-//! `spawn_blocking` behaves the same). At runtime shutdown, jobs that have
+//! `spawn_blocking` behaves the same); one aborted before a thread took it
+//! never runs. At runtime shutdown, jobs that have
 //! not started are dropped; running ones are left to finish on their
 //! detached threads.
 
@@ -130,7 +131,11 @@ impl BlockingPool {
         // If the pool is shut down the job, and `tx` with it, is dropped:
         // the future below then reports that.
         self.submit(Box::new(move || {
-            let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
+            // Aborted (its task dropped the receiver) before a thread took
+            // it: do not run it at all, as tokio.
+            if !tx.is_canceled() {
+                let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
+            }
         }));
         async move {
             match rx.await {

@@ -53,8 +53,8 @@ pub use yield_now::yield_now;
 ///
 /// Threads are started on demand, up to [`MAX_BLOCKING_THREADS`], and exit
 /// after [`BLOCKING_KEEP_ALIVE`] idle. A panic in the closure is a
-/// [`JoinError::is_panic`]. `abort()` does not stop a closure that has
-/// started; at runtime shutdown, closures that have not started are dropped
+/// [`JoinError::is_panic`]. `abort()` keeps a closure that has not started
+/// from running, but does not stop one that has; at runtime shutdown, closures that have not started are dropped
 /// and running ones finish on their own threads.
 ///
 /// # Panics
