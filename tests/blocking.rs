@@ -155,6 +155,62 @@ fn closure_aborted_before_it_starts_never_runs() {
     });
 }
 
+/// `max_blocking_threads(1)`: a second blocked closure waits until the
+/// first one returns; zero is a build error; a short keep-alive lets the
+/// idle thread exit, and the pool starts a new one for the next job.
+#[test]
+fn builder_limits_the_pool() {
+    guard(|| {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        use std::sync::Arc;
+        let err = urgent::Builder::new()
+            .max_blocking_threads(0)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("max_blocking_threads"), "{err}");
+
+        let rt = urgent::Builder::new()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .thread_keep_alive(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let first_done = Arc::new(AtomicBool::new(false));
+        let fd = first_done.clone();
+        let first = rt.spawn_blocking(move || {
+            release_rx.recv().unwrap();
+            fd.store(true, SeqCst);
+            thread::current().id()
+        });
+        let fd = first_done.clone();
+        let second = rt.spawn_blocking(move || (fd.load(SeqCst), thread::current().id()));
+        thread::sleep(Duration::from_millis(50));
+        assert!(
+            !second.is_finished(),
+            "the second closure ran beside the first"
+        );
+        release_tx.send(()).unwrap();
+        let first_id = rt.block_on(first).unwrap();
+        let (saw_first_done, second_id) = rt.block_on(second).unwrap();
+        assert!(
+            saw_first_done,
+            "the second closure started before the first ended"
+        );
+        assert_eq!(first_id, second_id, "one thread only");
+        // After the keep-alive the idle thread is gone; a new one serves.
+        thread::sleep(Duration::from_millis(200));
+        let third_id = rt
+            .block_on(rt.spawn_blocking(|| thread::current().id()))
+            .unwrap();
+        assert_ne!(
+            third_id, first_id,
+            "the idle thread outlived its keep-alive"
+        );
+    });
+}
+
 #[test]
 fn pool_threads_are_reused() {
     guard(|| {

@@ -30,6 +30,8 @@ pub struct Builder {
     thread_name: Option<String>,
     migrate_preempted: bool,
     no_preempt_in: Vec<String>,
+    max_blocking_threads: Option<usize>,
+    thread_keep_alive: Option<Duration>,
 }
 
 /// The shortest quantum sysmon can honour without spending the machine on
@@ -110,12 +112,36 @@ impl Builder {
         self
     }
 
+    /// Most threads the [`spawn_blocking`](crate::task::spawn_blocking)
+    /// pool runs at once (default
+    /// [`MAX_BLOCKING_THREADS`](crate::task::MAX_BLOCKING_THREADS), 512);
+    /// further closures wait for one to finish. Zero is rejected by
+    /// [`build`](Self::build).
+    ///
+    /// ```
+    /// let rt = urgent_executor::Builder::new().max_blocking_threads(4).build().unwrap();
+    /// assert_eq!(rt.block_on(rt.spawn_blocking(|| 7)).unwrap(), 7);
+    /// ```
+    pub fn max_blocking_threads(&mut self, n: usize) -> &mut Self {
+        self.max_blocking_threads = Some(n);
+        self
+    }
+
+    /// How long an idle `spawn_blocking` thread waits for work before it
+    /// exits (default
+    /// [`BLOCKING_KEEP_ALIVE`](crate::task::BLOCKING_KEEP_ALIVE), 10 s).
+    pub fn thread_keep_alive(&mut self, keep_alive: Duration) -> &mut Self {
+        self.thread_keep_alive = Some(keep_alive);
+        self
+    }
+
     /// Builds the runtime and starts its workers.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for zero workers, a quantum under 50 µs, a bad
-    /// environment variable or a stack size that is too small; any I/O error
+    /// `InvalidInput` for zero workers, zero blocking threads, a quantum
+    /// under 50 µs, a bad environment variable or a stack size that is too
+    /// small; any I/O error
     /// from creating the driver or the threads.
     pub fn build(&mut self) -> io::Result<Runtime> {
         Runtime::from_config(self.config()?)
@@ -149,6 +175,15 @@ impl Builder {
                  Builder::quantum(Duration::from_millis(10)) or another value >= 50 µs"
             )));
         }
+        let max_blocking_threads = self
+            .max_blocking_threads
+            .unwrap_or(crate::task::MAX_BLOCKING_THREADS);
+        if max_blocking_threads == 0 {
+            return Err(invalid(
+                "urgent: max_blocking_threads must be at least 1 (got 0); leave it unset for the                  default of 512"
+                    .into(),
+            ));
+        }
         let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         let stack_size = urgent_stackful::validate_stack_size(stack_size)?;
         let async_preempt = !matches!(
@@ -167,6 +202,10 @@ impl Builder {
                 .unwrap_or_else(|| "urgent-worker".to_string()),
             migrate_preempted: self.migrate_preempted,
             no_preempt_in: self.no_preempt_in.clone(),
+            max_blocking_threads,
+            blocking_keep_alive: self
+                .thread_keep_alive
+                .unwrap_or(crate::task::BLOCKING_KEEP_ALIVE),
             async_preempt,
             schedtrace: super::schedtrace::period_from_env()?,
         })

@@ -33,6 +33,8 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
     pub(crate) migrate_preempted: bool,
     pub(crate) no_preempt_in: Vec<String>,
+    pub(crate) max_blocking_threads: usize,
+    pub(crate) blocking_keep_alive: Duration,
     pub(crate) async_preempt: bool,
     /// `URGENT_SCHEDTRACE` period.
     pub(crate) schedtrace: Option<Duration>,

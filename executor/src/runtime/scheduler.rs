@@ -181,7 +181,11 @@ impl Shared {
     /// Builds the shared state and the local queues to hand to the workers.
     pub(crate) fn new(config: Config) -> std::io::Result<(Arc<Shared>, Vec<LocalQueue<TaskRef>>)> {
         let n = config.worker_threads;
-        let config_thread_name = config.thread_name.clone();
+        let blocking_config = (
+            config.thread_name.clone(),
+            config.max_blocking_threads,
+            config.blocking_keep_alive,
+        );
         let locals: Vec<LocalQueue<TaskRef>> = (0..n).map(|_| LocalQueue::new_fifo()).collect();
         let remotes = locals
             .iter()
@@ -227,7 +231,7 @@ impl Shared {
             io_sources: AtomicUsize::new(0),
             io,
             preemptor,
-            blocking: crate::task::blocking::BlockingPool::new(config_thread_name, weak.clone()),
+            blocking: crate::task::blocking::BlockingPool::new(blocking_config, weak.clone()),
         });
         Ok((shared, locals))
     }

@@ -10,7 +10,8 @@
 //! # The pool
 //!
 //! One per runtime. Threads are started on demand, up to
-//! [`MAX_THREADS`]; a thread idle for [`KEEP_ALIVE`] exits. The queue, the
+//! `Builder::max_blocking_threads` ([`MAX_THREADS`] by default); a thread
+//! idle for `Builder::thread_keep_alive` ([`KEEP_ALIVE`]) exits. The queue, the
 //! idle count and the thread count live under one mutex; a submitter wakes
 //! an idle thread if there is one and starts a new thread otherwise, so a
 //! job never waits behind a running one while the pool has room.
@@ -32,9 +33,11 @@ use std::time::Duration;
 use crate::runtime::scheduler::Shared;
 use crate::runtime::{context, Handle};
 
-/// Most threads a runtime's blocking pool runs at once (tokio's default).
+/// Most threads a runtime's blocking pool runs at once, by default (tokio's
+/// default; `Builder::max_blocking_threads` changes it).
 pub const MAX_THREADS: usize = 512;
-/// How long an idle blocking thread waits for a job before it exits.
+/// How long an idle blocking thread waits for a job before it exits, by
+/// default (`Builder::thread_keep_alive` changes it).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -47,6 +50,8 @@ struct Inner {
     state: Mutex<State>,
     cond: Condvar,
     thread_name: String,
+    max_threads: usize,
+    keep_alive: Duration,
     /// The runtime, made current around each job (as tokio does: a blocking
     /// closure may spawn, or `block_on` through a handle). Weak: the runtime
     /// owns the pool.
@@ -61,7 +66,9 @@ struct State {
 }
 
 impl BlockingPool {
-    pub(crate) fn new(thread_name: String, shared: Weak<Shared>) -> BlockingPool {
+    /// `config`: (worker thread name prefix, most threads, keep-alive).
+    pub(crate) fn new(config: (String, usize, Duration), shared: Weak<Shared>) -> BlockingPool {
+        let (thread_name, max_threads, keep_alive) = config;
         BlockingPool {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -72,6 +79,8 @@ impl BlockingPool {
                 }),
                 cond: Condvar::new(),
                 thread_name,
+                max_threads,
+                keep_alive,
                 shared,
             }),
         }
@@ -87,7 +96,7 @@ impl BlockingPool {
         if st.idle >= st.queue.len() {
             // An idle thread will take it (one per queued job).
             self.inner.cond.notify_one();
-        } else if st.threads < MAX_THREADS {
+        } else if st.threads < self.inner.max_threads {
             st.threads += 1;
             let inner = self.inner.clone();
             let spawned = std::thread::Builder::new()
@@ -103,7 +112,7 @@ impl BlockingPool {
                 }
             }
         }
-        // Else: MAX_THREADS busy; a thread takes it when it finishes one.
+        // Else: all `max_threads` busy; a thread takes it when it finishes one.
     }
 
     /// Drops jobs that have not started and lets idle threads exit.
@@ -169,7 +178,7 @@ impl Inner {
         let _ = catch_unwind(AssertUnwindSafe(job));
     }
 
-    /// A pool thread: take jobs until idle for `KEEP_ALIVE` or shut down.
+    /// A pool thread: take jobs until idle for `keep_alive` or shut down.
     fn run(&self) {
         let mut st = self.lock();
         loop {
@@ -185,7 +194,7 @@ impl Inner {
             st.idle += 1;
             let (guard, timeout) = self
                 .cond
-                .wait_timeout(st, KEEP_ALIVE)
+                .wait_timeout(st, self.keep_alive)
                 .unwrap_or_else(|e| e.into_inner());
             st = guard;
             st.idle -= 1;

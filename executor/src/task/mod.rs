@@ -51,8 +51,9 @@ pub use yield_now::yield_now;
 /// not running, so preemption cannot move it aside; on a worker it would hold
 /// that worker and every task bound to it.
 ///
-/// Threads are started on demand, up to [`MAX_BLOCKING_THREADS`], and exit
-/// after [`BLOCKING_KEEP_ALIVE`] idle. A panic in the closure is a
+/// Threads are started on demand, up to [`MAX_BLOCKING_THREADS`] (see
+/// `Builder::max_blocking_threads`), and exit after [`BLOCKING_KEEP_ALIVE`]
+/// idle (`Builder::thread_keep_alive`). A panic in the closure is a
 /// [`JoinError::is_panic`]. `abort()` keeps a closure that has not started
 /// from running, but does not stop one that has; at runtime shutdown, closures that have not started are dropped
 /// and running ones finish on their own threads.
