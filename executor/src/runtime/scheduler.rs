@@ -282,8 +282,19 @@ impl Shared {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let result = self.blocking.run(f);
-        self.spawn(result)
+        let (task, join) = task::new_task(
+            crate::task::blocking::BlockingTask::new(f),
+            self.clone(),
+            false,
+        );
+        match self.owned.insert(task.clone()) {
+            Ok(()) => {
+                self.count_spawn();
+                self.blocking.submit_task(task);
+            }
+            Err(task) => task.shutdown(),
+        }
+        join
     }
 
     fn spawn_task<F>(self: &Arc<Self>, future: F, cpu: bool) -> JoinHandle<F::Output>

@@ -16,18 +16,24 @@
 //! an idle thread if there is one and starts a new thread otherwise, so a
 //! job never waits behind a running one while the pool has room.
 //!
-//! The closure's result (or panic payload) goes back through a oneshot
-//! channel to an ordinary task whose `JoinHandle` the caller gets: its
-//! output, `is_panic` and `abort` behave as for any task, except that a
-//! closure that has started runs to completion regardless (tokio's
-//! `spawn_blocking` behaves the same); one aborted before a thread took it
-//! never runs. At runtime shutdown, jobs that have
+//! The closure is the future of an ordinary task ([`BlockingTask`]: one
+//! poll runs it to completion), registered in the owned list like any other
+//! but queued here instead of on the workers: a pool thread runs that one
+//! poll, so the result lands in the task and wakes the `JoinHandle` with no
+//! other hop. Output, `is_panic` and `abort` behave as for any task, except
+//! that a closure that has started runs to completion regardless; one
+//! aborted before a thread took it never runs, and its handle reports the
+//! cancellation when a thread gets to it (tokio's `spawn_blocking` behaves
+//! the same). At runtime shutdown, jobs that have
 //! not started are dropped; running ones are left to finish on their
 //! detached threads.
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::runtime::scheduler::Shared;
@@ -123,38 +129,43 @@ impl BlockingPool {
             std::mem::take(&mut st.queue)
         };
         self.inner.cond.notify_all();
-        // Outside the lock: dropping a job drops its result sender, which
-        // wakes the task waiting on it.
+        // Outside the lock: a job holds a reference to its task, whose
+        // last drop may run user destructors. The tasks themselves are in
+        // the owned list, which the shutdown cancels.
         drop(dropped);
     }
 
-    /// Runs `f` on the pool and returns a future of its result; a panic in
-    /// `f` is re-raised by that future (so it becomes the task's
-    /// `JoinError::is_panic`).
-    pub(crate) fn run<F, R>(&self, f: F) -> impl std::future::Future<Output = R> + Send + 'static
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        let (tx, rx) = futures::channel::oneshot::channel();
-        // If the pool is shut down the job, and `tx` with it, is dropped:
-        // the future below then reports that.
-        self.submit(Box::new(move || {
-            // Aborted (its task dropped the receiver) before a thread took
-            // it: do not run it at all, as tokio.
-            if !tx.is_canceled() {
-                let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
-            }
-        }));
-        async move {
-            match rx.await {
-                Ok(Ok(v)) => v,
-                Ok(Err(payload)) => resume_unwind(payload),
-                Err(_) => {
-                    panic!("urgent: the runtime shut down before this spawn_blocking closure ran")
-                }
-            }
-        }
+    /// Queues a task whose future is a [`BlockingTask`] to be run (polled
+    /// once) by a pool thread.
+    pub(crate) fn submit_task(&self, task: super::TaskRef) {
+        self.submit(Box::new(move || task.run()));
+    }
+}
+
+/// The future of a `spawn_blocking` task: its one poll runs the closure.
+pub(crate) struct BlockingTask<F>(Option<F>);
+
+impl<F> BlockingTask<F> {
+    pub(crate) fn new(f: F) -> Self {
+        BlockingTask(Some(f))
+    }
+}
+
+// Nothing is pinned: the closure is moved out before it runs.
+impl<F> Unpin for BlockingTask<F> {}
+
+impl<F, R> Future for BlockingTask<F>
+where
+    F: FnOnce() -> R,
+{
+    type Output = R;
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<R> {
+        let f = self
+            .0
+            .take()
+            .expect("urgent internal error: blocking task polled twice");
+        Poll::Ready(f())
     }
 }
 

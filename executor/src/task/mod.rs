@@ -55,7 +55,8 @@ pub use yield_now::yield_now;
 /// `Builder::max_blocking_threads`), and exit after [`BLOCKING_KEEP_ALIVE`]
 /// idle (`Builder::thread_keep_alive`). A panic in the closure is a
 /// [`JoinError::is_panic`]. `abort()` keeps a closure that has not started
-/// from running, but does not stop one that has; at runtime shutdown, closures that have not started are dropped
+/// from running (its handle reports the cancellation when a pool thread
+/// gets to it), but does not stop one that has; at runtime shutdown, closures that have not started are dropped
 /// and running ones finish on their own threads.
 ///
 /// # Panics
@@ -262,16 +263,18 @@ where
     }
 
     fn run(self: Arc<Self>) {
-        // SCHEDULED -> RUNNING.
+        // SCHEDULED -> RUNNING. Already RUNNING: a shutdown claimed the task
+        // to cancel it (a blocking-pool thread can take a queued task while
+        // the runtime shuts down), or, never, a concurrent poll; the holder
+        // finishes it.
         let prev = self.header.state.fetch_update(AcqRel, Acquire, |s| {
-            if s & COMPLETE != 0 {
+            if s & (COMPLETE | RUNNING) != 0 {
                 None
             } else {
                 Some((s & !SCHEDULED) | RUNNING)
             }
         });
         let Ok(prev) = prev else { return };
-        debug_assert!(prev & RUNNING == 0, "task polled concurrently");
         if prev & CANCELLED != 0 {
             self.complete(Err(JoinError::cancelled()));
             return;
