@@ -249,6 +249,39 @@ fn checkpoint_lets_a_future_run_on_a_single_worker() {
 }
 
 /// `checkpoint` outside a CPU task is a no-op.
+/// A wake that lands between a future's poll inside `urgent::wait` and the
+/// coroutine's suspension, while a preemption has the task queued, must not
+/// be lost. The future here wakes itself and then suspends the coroutine
+/// exactly as the preemption trampoline does
+/// (`suspend(SuspendKind::Preempted)`); the requeue absorbs the wake, and
+/// the `wait` then suspends for a wake that has already happened. Before
+/// the fix this task slept forever (a release-mode test with real signals,
+/// `preemption_inside_cooperative_yields_with_migration`, hung in about one
+/// run in four).
+#[test]
+fn wake_absorbed_by_a_preemption_is_not_lost() {
+    guard(|| {
+        let rt = rt(1, Q);
+        let polls = rt
+            .block_on(rt.spawn_cpu(|| {
+                let mut polls = 0u32;
+                urgent::wait(std::future::poll_fn(|cx| {
+                    polls += 1;
+                    if polls == 1 {
+                        cx.waker().wake_by_ref();
+                        urgent_stackful::suspend(urgent_stackful::SuspendKind::Preempted);
+                        std::task::Poll::Pending
+                    } else {
+                        std::task::Poll::Ready(())
+                    }
+                }));
+                polls
+            }))
+            .unwrap();
+        assert_eq!(polls, 2);
+    });
+}
+
 #[test]
 fn checkpoint_elsewhere_is_a_no_op() {
     urgent::task::checkpoint();

@@ -8,7 +8,7 @@
 //! |------------------------------------------|-------------------------------------|
 //! | returned `R`                             | `Ready(R)`                          |
 //! | panicked                                 | re-raises the panic (→ `JoinError::is_panic`) |
-//! | suspended in `wait` on a pending future  | `Pending`; that future holds the task's waker |
+//! | suspended in `wait` on a pending future  | `Pending`; that future holds the task's waker (requeued at once if it already fired: see `WaitWake`) |
 //! | suspended in `checkpoint` / was preempted| `Pending` after waking itself: the task goes to the back of its queue |
 //!
 //! The coroutine and its stack are created at the first poll, on the worker
@@ -16,8 +16,8 @@
 //! bound to that worker (see `runtime::scheduler`) unless the runtime was
 //! built with `migrate_preempted(true)`.
 //!
-//! While a coroutine runs, the thread-local `CPU_CX` holds the task's waker
-//! and the time the current run started; only code on that coroutine reads
+//! While a coroutine runs, the thread-local `CPU_CX` holds the task's
+//! `WaitWake` (its waker plus a woken flag); only code on that coroutine reads
 //! it (through `#[inline(never)]` accessors, so that no caller keeps a
 //! thread-local address across a suspension).
 
@@ -25,12 +25,41 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::panic::resume_unwind;
 use std::pin::{pin, Pin};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 
 use urgent_stackful::{suspend, Coroutine, Resume, Stack, SuspendKind};
 
 struct CpuCx {
-    waker: Waker,
+    wake: Arc<WaitWake>,
+}
+
+/// The waker a CPU task hands to the futures it waits on (and its own
+/// yields). A wake sets `woken` before waking the task, and a cooperative
+/// suspension looks at `woken` once the coroutine is off the CPU.
+///
+/// Why the flag: the task's state word merges wake-ups. A wake that arrives
+/// while the task is already queued is absorbed, which is right for a
+/// future. But a CPU task can be preempted between polling a future and
+/// suspending for it; the preemption requeues it, a wake arriving meanwhile
+/// is absorbed by that requeue, and the coroutine, once resumed, suspends
+/// for a wake that has already happened: it would sleep forever. With the
+/// flag, that suspension sees the wake and requeues the task at once.
+struct WaitWake {
+    woken: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for WaitWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Release);
+        self.task.wake_by_ref();
+    }
 }
 
 thread_local! {
@@ -48,6 +77,8 @@ enum State<F, R> {
 pub(crate) struct CpuFuture<F, R> {
     state: State<F, R>,
     stack_size: usize,
+    /// Created at the first poll, from the task's waker.
+    wake: Option<Arc<WaitWake>>,
 }
 
 impl<F, R> CpuFuture<F, R>
@@ -59,6 +90,7 @@ where
         CpuFuture {
             state: State::NotStarted(f),
             stack_size,
+            wake: None,
         }
     }
 }
@@ -89,11 +121,16 @@ where
             panic!("urgent: CPU task polled after completion");
         };
 
-        let prev = CPU_CX.with(|c| {
-            c.borrow_mut().replace(CpuCx {
-                waker: cx.waker().clone(),
+        let wake = this
+            .wake
+            .get_or_insert_with(|| {
+                Arc::new(WaitWake {
+                    woken: AtomicBool::new(false),
+                    task: cx.waker().clone(),
+                })
             })
-        });
+            .clone();
+        let prev = CPU_CX.with(|c| c.borrow_mut().replace(CpuCx { wake: wake.clone() }));
         let resumed = crate::preempt_glue::run_coroutine(co);
         CPU_CX.with(|c| *c.borrow_mut() = prev);
 
@@ -109,7 +146,15 @@ where
                 this.state = State::Done;
                 resume_unwind(payload)
             }
-            Resume::Suspended(SuspendKind::Yield) => Poll::Pending,
+            Resume::Suspended(SuspendKind::Yield) => {
+                // Woken since `wait` polled, or a `checkpoint` yield: run
+                // again (see `WaitWake`). A wake after this check finds the
+                // task still RUNNING and requeues it when the poll ends.
+                if wake.woken.load(Acquire) {
+                    cx.waker().wake_by_ref();
+                }
+                Poll::Pending
+            }
             Resume::Suspended(SuspendKind::Preempted) => {
                 cx.waker().wake_by_ref();
                 Poll::Pending
@@ -119,8 +164,8 @@ where
 }
 
 #[inline(never)]
-fn current_waker() -> Option<Waker> {
-    CPU_CX.with(|c| c.borrow().as_ref().map(|cx| cx.waker.clone()))
+fn current_wake() -> Option<Arc<WaitWake>> {
+    CPU_CX.with(|c| c.borrow().as_ref().map(|cx| cx.wake.clone()))
 }
 
 /// The frame user code runs in. Async preemption is denied in this crate's
@@ -158,7 +203,7 @@ fn run_user<R>(f: impl FnOnce() -> R) -> R {
 /// ```
 #[track_caller]
 pub fn wait<F: Future>(future: F) -> F::Output {
-    if current_waker().is_none() {
+    if current_wake().is_none() {
         panic!(
             "urgent: wait() called outside a CPU task; in async code use `.await`, and in \
              synchronous code outside the runtime use Runtime::block_on"
@@ -166,7 +211,11 @@ pub fn wait<F: Future>(future: F) -> F::Output {
     }
     let mut future = pin!(future);
     loop {
-        let waker = current_waker().expect("urgent internal error: CPU task lost its context");
+        let wake = current_wake().expect("urgent internal error: CPU task lost its context");
+        // Wakes before this poll are what resumed us; from here on, one
+        // must not be lost (see `WaitWake`).
+        wake.woken.store(false, Relaxed);
+        let waker = Waker::from(wake);
         let mut cx = Context::from_waker(&waker);
         if let Poll::Ready(v) = run_user(|| future.as_mut().poll(&mut cx)) {
             return v;
@@ -215,8 +264,12 @@ pub fn checkpoint() {
 
 /// Suspends the current CPU task to the back of its worker's queue.
 fn yield_cpu() {
-    if let Some(w) = current_waker() {
-        w.wake();
+    if let Some(wake) = current_wake() {
+        // Not a wake-up call: the flag alone, which the poll that resumed us
+        // sees once the coroutine is off the CPU, so the task is requeued
+        // even if a preemption lands between here and the suspension.
+        wake.woken.store(true, Release);
+        drop(wake);
         suspend(SuspendKind::Yield);
     }
 }
