@@ -32,7 +32,12 @@ use std::task::{Context, Poll, Wake, Waker};
 use urgent_stackful::{suspend, Coroutine, Resume, Stack, SuspendKind};
 
 struct CpuCx {
-    wake: Arc<WaitWake>,
+    /// The task's waker, for this poll.
+    task: Waker,
+    /// The task's `WaitWake`, created the first time the task waits or
+    /// yields (most CPU tasks never do), kept in the `CpuFuture` between
+    /// polls.
+    wake: Option<Arc<WaitWake>>,
 }
 
 /// The waker a CPU task hands to the futures it waits on (and its own
@@ -77,7 +82,7 @@ enum State<F, R> {
 pub(crate) struct CpuFuture<F, R> {
     state: State<F, R>,
     stack_size: usize,
-    /// Created at the first poll, from the task's waker.
+    /// Created the first time the task waits or yields (see `CpuCx`).
     wake: Option<Arc<WaitWake>>,
 }
 
@@ -121,18 +126,14 @@ where
             panic!("urgent: CPU task polled after completion");
         };
 
-        let wake = this
-            .wake
-            .get_or_insert_with(|| {
-                Arc::new(WaitWake {
-                    woken: AtomicBool::new(false),
-                    task: cx.waker().clone(),
-                })
-            })
-            .clone();
-        let prev = CPU_CX.with(|c| c.borrow_mut().replace(CpuCx { wake: wake.clone() }));
+        let mine = CpuCx {
+            task: cx.waker().clone(),
+            wake: this.wake.take(),
+        };
+        let prev = CPU_CX.with(|c| c.borrow_mut().replace(mine));
         let resumed = crate::preempt_glue::run_coroutine(co);
-        CPU_CX.with(|c| *c.borrow_mut() = prev);
+        let mine = CPU_CX.with(|c| std::mem::replace(&mut *c.borrow_mut(), prev));
+        this.wake = mine.and_then(|m| m.wake);
 
         match resumed {
             Resume::Finished => {
@@ -150,7 +151,7 @@ where
                 // Woken since `wait` polled, or a `checkpoint` yield: run
                 // again (see `WaitWake`). A wake after this check finds the
                 // task still RUNNING and requeues it when the poll ends.
-                if wake.woken.load(Acquire) {
+                if this.wake.as_ref().is_some_and(|w| w.woken.load(Acquire)) {
                     cx.waker().wake_by_ref();
                 }
                 Poll::Pending
@@ -165,7 +166,18 @@ where
 
 #[inline(never)]
 fn current_wake() -> Option<Arc<WaitWake>> {
-    CPU_CX.with(|c| c.borrow().as_ref().map(|cx| cx.wake.clone()))
+    CPU_CX.with(|c| {
+        c.borrow_mut().as_mut().map(|cx| {
+            cx.wake
+                .get_or_insert_with(|| {
+                    Arc::new(WaitWake {
+                        woken: AtomicBool::new(false),
+                        task: cx.task.clone(),
+                    })
+                })
+                .clone()
+        })
+    })
 }
 
 /// The frame user code runs in. Async preemption is denied in this crate's
