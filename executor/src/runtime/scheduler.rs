@@ -282,22 +282,28 @@ impl Shared {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (task, join) = task::new_task(
-            crate::task::blocking::BlockingTask::new(f),
-            self.clone(),
-            false,
-        );
-        match self.owned.insert(task.clone()) {
-            Ok(()) => {
-                self.count_spawn();
-                self.blocking.submit_task(task);
-            }
-            Err(task) => task.shutdown(),
-        }
-        join
+        self.register(crate::task::blocking::BlockingTask::new(f), false, |t| {
+            self.blocking.submit(t)
+        })
     }
 
     fn spawn_task<F>(self: &Arc<Self>, future: F, cpu: bool) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.register(future, cpu, |t| self.schedule(t, Schedule::Spawn))
+    }
+
+    /// Allocates a task, adds it to the owned list and hands it to `queue`
+    /// (a run queue, or the blocking pool); cancels it instead if the
+    /// runtime is shutting down.
+    fn register<F>(
+        self: &Arc<Self>,
+        future: F,
+        cpu: bool,
+        queue: impl FnOnce(TaskRef),
+    ) -> JoinHandle<F::Output>
     where
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
@@ -306,7 +312,7 @@ impl Shared {
         match self.owned.insert(task.clone()) {
             Ok(()) => {
                 self.count_spawn();
-                self.schedule(task, Schedule::Spawn);
+                queue(task);
             }
             Err(task) => task.shutdown(),
         }

@@ -14,7 +14,7 @@
 //! idle for `Builder::thread_keep_alive` ([`KEEP_ALIVE`]) exits. The queue, the
 //! idle count and the thread count live under one mutex; a submitter wakes
 //! an idle thread if there is one and starts a new thread otherwise, so a
-//! job never waits behind a running one while the pool has room.
+//! task never waits behind a running one while the pool has room.
 //!
 //! The closure is the future of an ordinary task ([`BlockingTask`]: one
 //! poll runs it to completion), registered in the owned list like any other
@@ -24,9 +24,9 @@
 //! that a closure that has started runs to completion regardless; one
 //! aborted before a thread took it never runs, and its handle reports the
 //! cancellation when a thread gets to it (tokio's `spawn_blocking` behaves
-//! the same). At runtime shutdown, jobs that have
-//! not started are dropped; running ones are left to finish on their
-//! detached threads.
+//! the same). At runtime shutdown, tasks that have not started are
+//! dropped from the queue (the runtime cancels them); running ones are left
+//! to finish on their detached threads.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -36,17 +36,16 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::TaskRef;
 use crate::runtime::scheduler::Shared;
 use crate::runtime::{context, Handle};
 
 /// Most threads a runtime's blocking pool runs at once, by default (tokio's
 /// default; `Builder::max_blocking_threads` changes it).
 pub const MAX_THREADS: usize = 512;
-/// How long an idle blocking thread waits for a job before it exits, by
+/// How long an idle blocking thread waits for a task before it exits, by
 /// default (`Builder::thread_keep_alive` changes it).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
-
-type Job = Box<dyn FnOnce() + Send + 'static>;
 
 pub(crate) struct BlockingPool {
     inner: Arc<Inner>,
@@ -58,14 +57,15 @@ struct Inner {
     thread_name: String,
     max_threads: usize,
     keep_alive: Duration,
-    /// The runtime, made current around each job (as tokio does: a blocking
+    /// The runtime, made current around each task (as tokio does: a blocking
     /// closure may spawn, or `block_on` through a handle). Weak: the runtime
     /// owns the pool.
     shared: Weak<Shared>,
 }
 
 struct State {
-    queue: VecDeque<Job>,
+    /// Tasks whose future is a [`BlockingTask`], waiting for a thread.
+    queue: VecDeque<TaskRef>,
     idle: usize,
     threads: usize,
     shutdown: bool,
@@ -92,15 +92,16 @@ impl BlockingPool {
         }
     }
 
-    /// Queues `job`, or drops it if the pool is shut down.
-    fn submit(&self, job: Job) {
+    /// Queues a task whose future is a [`BlockingTask`], to be run (polled
+    /// once) by a pool thread; drops it if the pool is shut down.
+    pub(crate) fn submit(&self, task: TaskRef) {
         let mut st = self.inner.lock();
         if st.shutdown {
             return;
         }
-        st.queue.push_back(job);
+        st.queue.push_back(task);
         if st.idle >= st.queue.len() {
-            // An idle thread will take it (one per queued job).
+            // An idle thread will take it (one per queued task).
             self.inner.cond.notify_one();
         } else if st.threads < self.inner.max_threads {
             st.threads += 1;
@@ -121,7 +122,7 @@ impl BlockingPool {
         // Else: all `max_threads` busy; a thread takes it when it finishes one.
     }
 
-    /// Drops jobs that have not started and lets idle threads exit.
+    /// Drops tasks that have not started and lets idle threads exit.
     pub(crate) fn shutdown(&self) {
         let dropped = {
             let mut st = self.inner.lock();
@@ -129,16 +130,10 @@ impl BlockingPool {
             std::mem::take(&mut st.queue)
         };
         self.inner.cond.notify_all();
-        // Outside the lock: a job holds a reference to its task, whose
-        // last drop may run user destructors. The tasks themselves are in
-        // the owned list, which the shutdown cancels.
+        // Outside the lock: a task's last drop may run user destructors.
+        // The tasks themselves are in the owned list, which the shutdown
+        // cancels.
         drop(dropped);
-    }
-
-    /// Queues a task whose future is a [`BlockingTask`] to be run (polled
-    /// once) by a pool thread.
-    pub(crate) fn submit_task(&self, task: super::TaskRef) {
-        self.submit(Box::new(move || task.run()));
     }
 }
 
@@ -174,28 +169,28 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs one job with the runtime current, without the pool lock: the
+    /// Runs one task with the runtime current, without the pool lock: the
     /// runtime handle taken here may be the last one, and dropping the
     /// runtime shuts this pool down, which takes the lock.
-    fn run_job(&self, job: Job) {
+    fn run_task(&self, task: TaskRef) {
         let shared = self.shared.upgrade();
         let _current = shared
             .as_ref()
             .map(|s| context::set_current(Handle { shared: s.clone() }));
         #[cfg(feature = "tokio")]
         let _tokio = shared.as_ref().and_then(|s| s.io.tokio.enter(s));
-        // The job catches its closure's panic itself; this only guards the
-        // pool against a panicking result destructor.
-        let _ = catch_unwind(AssertUnwindSafe(job));
+        // `run` catches the closure's panic (it becomes the JoinError); this
+        // only guards the pool against a panicking destructor.
+        let _ = catch_unwind(AssertUnwindSafe(|| task.run()));
     }
 
-    /// A pool thread: take jobs until idle for `keep_alive` or shut down.
+    /// A pool thread: take tasks until idle for `keep_alive` or shut down.
     fn run(&self) {
         let mut st = self.lock();
         loop {
-            if let Some(job) = st.queue.pop_front() {
+            if let Some(task) = st.queue.pop_front() {
                 drop(st);
-                self.run_job(job);
+                self.run_task(task);
                 st = self.lock();
                 continue;
             }

@@ -56,8 +56,9 @@ pub use yield_now::yield_now;
 /// idle (`Builder::thread_keep_alive`). A panic in the closure is a
 /// [`JoinError::is_panic`]. `abort()` keeps a closure that has not started
 /// from running (its handle reports the cancellation when a pool thread
-/// gets to it), but does not stop one that has; at runtime shutdown, closures that have not started are dropped
-/// and running ones finish on their own threads.
+/// gets to it), but does not stop one that has. At runtime shutdown,
+/// closures that have not started are dropped and running ones finish on
+/// their own threads.
 ///
 /// # Panics
 ///
