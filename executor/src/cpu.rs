@@ -215,24 +215,24 @@ fn run_user<R>(f: impl FnOnce() -> R) -> R {
 /// ```
 #[track_caller]
 pub fn wait<F: Future>(future: F) -> F::Output {
-    if current_wake().is_none() {
+    let Some(wake) = current_wake() else {
         panic!(
             "urgent: wait() called outside a CPU task; in async code use `.await`, and in \
              synchronous code outside the runtime use Runtime::block_on"
         );
-    }
+    };
+    // The task's own `WaitWake`, not a thread-local: it stays valid across
+    // the suspensions below, whichever thread resumes the coroutine.
+    let waker = Waker::from(wake.clone());
+    let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     loop {
-        let wake = current_wake().expect("urgent internal error: CPU task lost its context");
         // Wakes before this poll are what resumed us; from here on, one
         // must not be lost (see `WaitWake`).
         wake.woken.store(false, Relaxed);
-        let waker = Waker::from(wake);
-        let mut cx = Context::from_waker(&waker);
         if let Poll::Ready(v) = run_user(|| future.as_mut().poll(&mut cx)) {
             return v;
         }
-        drop(waker);
         suspend(SuspendKind::Yield);
     }
 }
