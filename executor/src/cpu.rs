@@ -31,13 +31,12 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use urgent_stackful::{suspend, Coroutine, Resume, Stack, SuspendKind};
 
-struct CpuCx {
-    /// The task's waker, for this poll.
-    task: Waker,
-    /// The task's `WaitWake`, created the first time the task waits or
-    /// yields (most CPU tasks never do), kept in the `CpuFuture` between
-    /// polls.
-    wake: Option<Arc<WaitWake>>,
+enum CpuCx {
+    /// The task has not waited or yielded yet (most CPU tasks never do):
+    /// its waker, for this poll, to build the `WaitWake` from if it does.
+    Task(Waker),
+    /// The task's `WaitWake`, kept in the `CpuFuture` between polls.
+    Wake(Arc<WaitWake>),
 }
 
 /// The waker a CPU task hands to the futures it waits on (and its own
@@ -82,7 +81,8 @@ enum State<F, R> {
 pub(crate) struct CpuFuture<F, R> {
     state: State<F, R>,
     stack_size: usize,
-    /// Created the first time the task waits or yields (see `CpuCx`).
+    /// Created the first time the task waits or yields (see `CpuCx`); until
+    /// then each resume lends the coroutine the task's waker instead.
     wake: Option<Arc<WaitWake>>,
 }
 
@@ -126,14 +126,16 @@ where
             panic!("urgent: CPU task polled after completion");
         };
 
-        let mine = CpuCx {
-            task: cx.waker().clone(),
-            wake: this.wake.take(),
+        let mine = match this.wake.take() {
+            Some(wake) => CpuCx::Wake(wake),
+            None => CpuCx::Task(cx.waker().clone()),
         };
         let prev = CPU_CX.with(|c| c.borrow_mut().replace(mine));
         let resumed = crate::preempt_glue::run_coroutine(co);
         let mine = CPU_CX.with(|c| std::mem::replace(&mut *c.borrow_mut(), prev));
-        this.wake = mine.and_then(|m| m.wake);
+        if let Some(CpuCx::Wake(wake)) = mine {
+            this.wake = Some(wake);
+        }
 
         match resumed {
             Resume::Finished => {
@@ -167,15 +169,18 @@ where
 #[inline(never)]
 fn current_wake() -> Option<Arc<WaitWake>> {
     CPU_CX.with(|c| {
-        c.borrow_mut().as_mut().map(|cx| {
-            cx.wake
-                .get_or_insert_with(|| {
-                    Arc::new(WaitWake {
-                        woken: AtomicBool::new(false),
-                        task: cx.task.clone(),
-                    })
-                })
-                .clone()
+        let mut c = c.borrow_mut();
+        let cx = c.as_mut()?;
+        Some(match cx {
+            CpuCx::Wake(wake) => wake.clone(),
+            CpuCx::Task(task) => {
+                let wake = Arc::new(WaitWake {
+                    woken: AtomicBool::new(false),
+                    task: task.clone(),
+                });
+                *cx = CpuCx::Wake(wake.clone());
+                wake
+            }
         })
     })
 }
