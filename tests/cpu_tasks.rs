@@ -47,6 +47,23 @@ impl Drop for SetOnDrop {
     }
 }
 
+/// A CPU task suspended for good in `wait`, with a guard on its stack that
+/// sets the returned flag when dropped; returns once it has suspended.
+fn suspended_with_guard(rt: &urgent::Runtime) -> (urgent::JoinHandle<()>, Arc<AtomicBool>) {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let (d, s) = (dropped.clone(), started.clone());
+    let h = rt.spawn_cpu(move || {
+        let _guard = SetOnDrop(d);
+        s.store(true, SeqCst);
+        urgent::wait(std::future::pending::<()>());
+    });
+    while !started.load(SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (h, dropped)
+}
+
 on_1_and_2_workers! {
     value_through_join_handle => |n| {
         let rt = rt(n, Q);
@@ -177,17 +194,7 @@ on_1_and_2_workers! {
 
     abort_of_a_suspended_cpu_task_runs_its_destructors => |n| {
         let rt = rt(n, Q);
-        let dropped = Arc::new(AtomicBool::new(false));
-        let started = Arc::new(AtomicBool::new(false));
-        let (d, s) = (dropped.clone(), started.clone());
-        let h = rt.spawn_cpu(move || {
-            let _guard = SetOnDrop(d);
-            s.store(true, SeqCst);
-            urgent::wait(std::future::pending::<()>());
-        });
-        while !started.load(SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let (h, dropped) = suspended_with_guard(&rt);
         h.abort();
         let err = rt.block_on(h).unwrap_err();
         assert!(err.is_cancelled());
@@ -196,17 +203,7 @@ on_1_and_2_workers! {
 
     runtime_drop_unwinds_suspended_cpu_tasks => |n| {
         let rt = rt(n, Q);
-        let dropped = Arc::new(AtomicBool::new(false));
-        let started = Arc::new(AtomicBool::new(false));
-        let (d, s) = (dropped.clone(), started.clone());
-        let _h = rt.spawn_cpu(move || {
-            let _guard = SetOnDrop(d);
-            s.store(true, SeqCst);
-            urgent::wait(std::future::pending::<()>());
-        });
-        while !started.load(SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let (_h, dropped) = suspended_with_guard(&rt);
         drop(rt);
         assert!(dropped.load(SeqCst));
     };
@@ -217,11 +214,10 @@ on_1_and_2_workers! {
 #[test]
 fn checkpoint_lets_a_future_run_on_a_single_worker() {
     if !support::is_child() {
-        let (status, out) = support::run_child(
+        support::run_in_child(
             "checkpoint_lets_a_future_run_on_a_single_worker",
             &[("URGENT_ASYNC_PREEMPT", "0")],
         );
-        assert!(status.success(), "child failed:\n{out}");
         return;
     }
     guard(|| {
