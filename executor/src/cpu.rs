@@ -17,7 +17,8 @@
 //! built with `migrate_preempted(true)`.
 //!
 //! While a coroutine runs, the thread-local `CPU_CX` holds the task's
-//! `WaitWake` (its waker plus a woken flag); only code on that coroutine reads
+//! `WaitWake` (its waker plus a woken flag), or its plain waker until it
+//! first waits or yields; only code on that coroutine reads
 //! it (through `#[inline(never)]` accessors, so that no caller keeps a
 //! thread-local address across a suspension).
 
