@@ -63,6 +63,7 @@ pub mod metrics;
 pub mod net;
 mod preempt_glue;
 pub mod runtime;
+mod sync;
 pub mod task;
 pub mod time;
 
@@ -105,14 +106,7 @@ where
 #[track_caller]
 fn current_shared(what: &str) -> std::sync::Arc<runtime::scheduler::Shared> {
     let shared = runtime::context::with_current(|h| h.map(|h| h.shared.clone()));
-    match shared {
-        Some(shared) => shared,
-        None => panic!(
-            "urgent: {what}() called outside a runtime; call it from a task or inside \
-             Runtime::block_on, use #[urgent::main], or go through a Handle \
-             (rt.handle().{what}(..))"
-        ),
-    }
+    shared.unwrap_or_else(|| runtime::context::outside_runtime(what))
 }
 
 /// Runs a CPU-heavy closure on the current runtime, as a CPU task: on a
@@ -176,5 +170,5 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    current_shared("spawn_preemptible").spawn_cpu(move || wait(future))
+    current_shared("spawn_preemptible").spawn_preemptible(future)
 }

@@ -1,6 +1,6 @@
 //! Runtime counters.
 
-use crate::runtime::scheduler::{load, sum, Shared};
+use crate::runtime::scheduler::Shared;
 
 /// A snapshot of a runtime's counters, from
 /// [`Runtime::metrics`](crate::Runtime::metrics) or
@@ -31,19 +31,19 @@ pub struct RuntimeMetrics {
 
 impl RuntimeMetrics {
     pub(crate) fn collect(shared: &Shared) -> RuntimeMetrics {
-        let p = shared.preemptor.metrics();
+        let p = shared.preemptor().metrics();
         RuntimeMetrics {
-            workers: shared.remotes.len(),
-            tasks_spawned: sum(shared, |m| load(&m.spawned)) + shared.external_spawns(),
-            polls: sum(shared, |m| load(&m.polls)),
-            steals: sum(shared, |m| load(&m.steals)),
+            workers: shared.cores().len(),
+            tasks_spawned: shared.tasks_spawned(),
+            polls: shared.sum_metrics(|m| &m.polls),
+            steals: shared.sum_metrics(|m| &m.steals),
             preempt_requests: p.preempt_requests,
             preemptions: p.preemptions,
             preempt_declined: p.preempt_declined,
             long_polls: p.long_polls,
-            live_tasks: shared.owned.len(),
+            live_tasks: shared.live_tasks(),
             #[cfg(feature = "tokio")]
-            tokio_tasks: shared.io.tokio.alive_tasks(),
+            tokio_tasks: shared.tokio().alive_tasks(),
             #[cfg(not(feature = "tokio"))]
             tokio_tasks: 0,
         }

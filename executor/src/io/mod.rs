@@ -14,7 +14,7 @@
 //!
 //! | who                          | does                                                       |
 //! |------------------------------|------------------------------------------------------------|
-//! | the worker turning the driver (`Shared::io_ready`) | ORs the event's bits in, bumps the tick, takes and wakes the matching wakers |
+//! | the thread turning the driver (`IoState::dispatch`) | ORs the event's bits in, bumps the tick, takes and wakes the matching wakers |
 //! | a task doing I/O             | reads the bits; if its direction is ready, tries the syscall; on `WouldBlock` clears the bits *only if the tick is unchanged* (an event that raced in keeps them) and polls again; otherwise stores its waker and re-checks under the waiter lock |
 //! | registration / drop          | takes a free slot (or releases it: deregister from mio, bump the generation so stale events are ignored, drop the wakers) |
 //!
@@ -25,7 +25,7 @@
 //!
 //! Slots never move (pages of doubling size, allocated once), so the driver
 //! looks a token up without a lock. Registration goes through a clone of
-//! mio's `Registry`, never through the driver lock. `Shared::io_sources`
+//! mio's `Registry`, never through the driver lock. `DriverHandle`
 //! counts live registrations; busy workers poll epoll at their maintenance
 //! tick only while it is non-zero.
 //!
@@ -44,7 +44,6 @@ use mio::event::Source;
 use mio::{Interest, Registry, Token};
 
 use crate::runtime::scheduler::Shared;
-use crate::runtime::Handle;
 
 /// Readiness bits.
 const READABLE: usize = 1;
@@ -133,7 +132,7 @@ impl ScheduledIo {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Waiters> {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.waiters)
     }
 
     /// Records an event and wakes the tasks it concerns.
@@ -215,8 +214,6 @@ pub(crate) struct IoState {
     registry: Registry,
     pages: [OnceLock<Box<[ScheduledIo]>>; PAGES],
     free: Mutex<FreeList>,
-    #[cfg(feature = "tokio")]
-    pub(crate) tokio: tokio_compat::TokioCompat,
 }
 
 #[derive(Default)]
@@ -238,8 +235,6 @@ impl IoState {
             registry: registry.try_clone()?,
             pages: std::array::from_fn(|_| OnceLock::new()),
             free: Mutex::new(FreeList::default()),
-            #[cfg(feature = "tokio")]
-            tokio: tokio_compat::TokioCompat::new(),
         })
     }
 
@@ -250,7 +245,7 @@ impl IoState {
 
     fn alloc(&self) -> io::Result<usize> {
         let index = {
-            let mut f = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            let mut f = crate::sync::lock(&self.free);
             match f.free.pop() {
                 Some(i) => i,
                 None => {
@@ -281,11 +276,7 @@ impl IoState {
             let old = std::mem::take(&mut *slot.lock());
             drop(old);
         }
-        self.free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .free
-            .push(index);
+        crate::sync::lock(&self.free).free.push(index);
     }
 
     /// Called by the worker turning the driver, for each event.
@@ -321,7 +312,7 @@ impl IoState {
     }
 
     /// At runtime shutdown: wake every task waiting on a socket (it then
-    /// sees the shutdown) and stop the tokio companion runtime.
+    /// sees the shutdown).
     pub(crate) fn shutdown(&self) {
         for page in self.pages.iter() {
             if let Some(page) = page.get() {
@@ -330,8 +321,6 @@ impl IoState {
                 }
             }
         }
-        #[cfg(feature = "tokio")]
-        self.tokio.shutdown();
     }
 }
 
@@ -350,7 +339,7 @@ impl Registration {
         if shared.is_shutdown() {
             return Err(shutdown_error());
         }
-        let io = &shared.io;
+        let io = shared.driver().io();
         let index = io.alloc()?;
         let slot = io
             .slot(index)
@@ -361,13 +350,14 @@ impl Registration {
             io.release(index);
             return Err(e);
         }
-        shared.io_sources.fetch_add(1, Relaxed);
+        shared.driver().source_added();
         Ok(Registration { shared, index })
     }
 
     fn slot(&self) -> &ScheduledIo {
         self.shared
-            .io
+            .driver()
+            .io()
             .slot(self.index)
             .expect("urgent internal error: slot not allocated")
     }
@@ -389,14 +379,14 @@ impl Registration {
     }
 
     fn deregister(&mut self, source: &mut impl Source) {
-        let _ = self.shared.io.registry.deregister(source);
+        let _ = self.shared.driver().io().registry.deregister(source);
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.shared.io.release(self.index);
-        self.shared.io_sources.fetch_sub(1, Relaxed);
+        self.shared.driver().io().release(self.index);
+        self.shared.driver().source_removed();
     }
 }
 
@@ -415,12 +405,7 @@ impl<E: Source> PollEvented<E> {
     /// Outside a runtime.
     #[track_caller]
     pub(crate) fn new(mut io: E, interest: Interest, what: &str) -> io::Result<Self> {
-        let Some(handle) = Handle::try_current() else {
-            panic!(
-                "urgent: {what} must be called from inside an urgent runtime (a task, a CPU task \
-                 or block_on); create one with urgent::Runtime::new() or #[urgent::main]"
-            );
-        };
+        let handle = crate::runtime::context::current_or_panic(what);
         let reg = Registration::new(handle.shared, &mut io, interest)?;
         Ok(PollEvented { io: Some(io), reg })
     }

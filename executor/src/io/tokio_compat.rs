@@ -3,7 +3,8 @@
 //! tokio's resources (`tokio::net`, `tokio::time`, `tokio::io`'s
 //! `AsyncFd`, ...) need a tokio *driver* to be running and a tokio *handle*
 //! to be current when they are created. Each urgent runtime therefore owns a
-//! one-thread tokio runtime (`enable_all`, thread name `urgent-tokio`),
+//! one-thread tokio runtime (`enable_all`, thread name `<thread_name>-tokio`,
+//! `urgent-worker-tokio` by default),
 //! created when the first worker starts, and every urgent worker thread and
 //! every `block_on` enters its handle. A tokio socket or timer created inside
 //! an urgent task (or a CPU task, through `urgent::wait`) registers with that
@@ -57,7 +58,7 @@ impl TokioCompat {
         if let Some(h) = self.handle.get() {
             return Some(h);
         }
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::sync::lock(&self.state);
         if let Some(h) = self.handle.get() {
             return Some(h);
         }
@@ -67,7 +68,7 @@ impl TokioCompat {
         let weak = Arc::downgrade(shared);
         let built = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name(format!("{}-tokio", shared.config.thread_name))
+            .thread_name(format!("{}-tokio", shared.config().thread_name))
             .enable_all()
             .on_thread_start(move || {
                 if let Some(shared) = weak.upgrade() {
@@ -114,10 +115,7 @@ impl TokioCompat {
     }
 
     pub(crate) fn shutdown(&self) {
-        let prev = std::mem::replace(
-            &mut *self.state.lock().unwrap_or_else(|e| e.into_inner()),
-            State::Shut,
-        );
+        let prev = std::mem::replace(&mut *crate::sync::lock(&self.state), State::Shut);
         if let State::Running(rt) = prev {
             rt.shutdown_background();
         }

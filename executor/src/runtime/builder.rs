@@ -1,6 +1,7 @@
 use std::io;
 use std::time::Duration;
 
+use super::config::{self, invalid};
 use super::{Config, Runtime};
 
 /// Configures and builds a [`Runtime`].
@@ -43,22 +44,6 @@ pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(10);
 pub const DEFAULT_STACK_SIZE: usize = urgent_stackful::DEFAULT_STACK_SIZE;
 /// The smallest coroutine stack size accepted.
 pub const MIN_STACK_SIZE: usize = urgent_stackful::MIN_STACK_SIZE;
-
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
-}
-
-fn env_parse(name: &str) -> io::Result<Option<u64>> {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
-            invalid(format!(
-                "urgent: environment variable {name}={v:?} is not a whole number; unset it or \
-                 give e.g. {name}=4"
-            ))
-        }),
-        Err(_) => Ok(None),
-    }
-}
 
 impl Builder {
     /// A builder with every option unset.
@@ -150,8 +135,8 @@ impl Builder {
     pub(crate) fn config(&self) -> io::Result<Config> {
         let worker_threads = match self.worker_threads {
             Some(n) => n,
-            None => match env_parse("URGENT_WORKER_THREADS")? {
-                Some(n) => n as usize,
+            None => match config::env_worker_threads()? {
+                Some(n) => n,
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
         };
@@ -164,10 +149,7 @@ impl Builder {
         }
         let quantum = match self.quantum {
             Some(q) => q,
-            None => match env_parse("URGENT_QUANTUM_US")? {
-                Some(us) => Duration::from_micros(us),
-                None => DEFAULT_QUANTUM,
-            },
+            None => config::env_quantum()?.unwrap_or(DEFAULT_QUANTUM),
         };
         if quantum < MIN_QUANTUM {
             return Err(invalid(format!(
@@ -180,18 +162,13 @@ impl Builder {
             .unwrap_or(crate::task::MAX_BLOCKING_THREADS);
         if max_blocking_threads == 0 {
             return Err(invalid(
-                "urgent: max_blocking_threads must be at least 1 (got 0); leave it unset for the                  default of 512"
+                "urgent: max_blocking_threads must be at least 1 (got 0); leave it unset for the \
+                 default of 512"
                     .into(),
             ));
         }
         let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         let stack_size = urgent_stackful::validate_stack_size(stack_size)?;
-        let async_preempt = !matches!(
-            std::env::var("URGENT_ASYNC_PREEMPT")
-                .as_deref()
-                .map(str::trim),
-            Ok("0")
-        );
         Ok(Config {
             worker_threads,
             quantum,
@@ -206,8 +183,8 @@ impl Builder {
             blocking_keep_alive: self
                 .thread_keep_alive
                 .unwrap_or(crate::task::BLOCKING_KEEP_ALIVE),
-            async_preempt,
-            schedtrace: super::schedtrace::period_from_env()?,
+            async_preempt: config::env_async_preempt(),
+            schedtrace: config::env_schedtrace()?,
         })
     }
 }

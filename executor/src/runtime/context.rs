@@ -14,6 +14,23 @@ thread_local! {
     static ENTERED: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The one panic for runtime APIs called where no runtime is current.
+#[cold]
+#[track_caller]
+pub(crate) fn outside_runtime(what: &str) -> ! {
+    panic!(
+        "urgent: {what}() called outside a runtime; call it from a task, a CPU task or inside \
+         Runtime::block_on (#[urgent::main] sets one up), or pass a Handle \
+         (rt.handle().clone()) to this thread and call it through that"
+    )
+}
+
+/// The current runtime's handle, or [`outside_runtime`]'s panic.
+#[track_caller]
+pub(crate) fn current_or_panic(what: &str) -> Handle {
+    try_current().unwrap_or_else(|| outside_runtime(what))
+}
+
 pub(crate) fn try_current() -> Option<Handle> {
     CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
 }

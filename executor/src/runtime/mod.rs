@@ -2,6 +2,7 @@
 //! the cloneable [`Handle`] that spawns onto it.
 
 mod builder;
+mod config;
 pub(crate) mod context;
 pub(crate) mod driver;
 mod park;
@@ -22,23 +23,8 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::RuntimeMetrics;
 use crate::task::JoinHandle;
+pub(crate) use config::Config;
 use scheduler::Shared;
-
-/// Resolved configuration of a runtime.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) worker_threads: usize,
-    pub(crate) quantum: Duration,
-    pub(crate) stack_size: usize,
-    pub(crate) thread_name: String,
-    pub(crate) migrate_preempted: bool,
-    pub(crate) no_preempt_in: Vec<String>,
-    pub(crate) max_blocking_threads: usize,
-    pub(crate) blocking_keep_alive: Duration,
-    pub(crate) async_preempt: bool,
-    /// `URGENT_SCHEDTRACE` period.
-    pub(crate) schedtrace: Option<Duration>,
-}
 
 /// The urgent runtime: worker threads, run queues, timers and the I/O
 /// driver.
@@ -93,10 +79,10 @@ impl Runtime {
     pub(crate) fn from_config(config: Config) -> io::Result<Runtime> {
         let n = config.worker_threads;
         let name = config.thread_name.clone();
-        let (shared, locals) = Shared::new(config)?;
+        let shared = Shared::new(config)?;
         let (exit_tx, exit_rx) = crossbeam_channel::unbounded::<()>();
         let mut threads = Vec::with_capacity(n);
-        for (index, local) in locals.into_iter().enumerate() {
+        for index in 0..n {
             let shared2 = shared.clone();
             let tx = exit_tx.clone();
             let spawned = thread::Builder::new()
@@ -104,7 +90,7 @@ impl Runtime {
                 .spawn(move || {
                     // Dropped when the thread exits, however it exits.
                     let _exit = tx;
-                    scheduler::run_worker(shared2, index, local);
+                    scheduler::run_worker(shared2, index, index);
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -114,7 +100,7 @@ impl Runtime {
                 }
             }
         }
-        if let Some(period) = shared.config.schedtrace {
+        if let Some(period) = shared.config().schedtrace {
             schedtrace::start(&shared, period)?;
         }
         Ok(Runtime {
@@ -262,13 +248,7 @@ impl Handle {
     /// Outside a runtime, with a message saying how to get one.
     #[track_caller]
     pub fn current() -> Handle {
-        Handle::try_current().unwrap_or_else(|| {
-            panic!(
-                "urgent: Handle::current() called outside a runtime; call it from a task, a CPU \
-                 task or inside Runtime::block_on, or pass a Handle (rt.handle().clone()) to this \
-                 thread"
-            )
-        })
+        context::current_or_panic("Handle::current")
     }
 
     /// The handle of the current runtime, if any.
@@ -338,7 +318,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.shared.spawn_cpu(move || crate::wait(future))
+        self.shared.spawn_preemptible(future)
     }
 
     /// Runs `future` to completion on the current thread. See
@@ -347,7 +327,7 @@ impl Handle {
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = context::enter(self.clone());
         #[cfg(feature = "tokio")]
-        let _tokio = self.shared.io.tokio.enter(&self.shared);
+        let _tokio = self.shared.tokio().enter(&self.shared);
         block_on_thread(future)
     }
 

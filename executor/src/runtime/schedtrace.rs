@@ -18,25 +18,6 @@ use std::time::{Duration, Instant};
 use super::scheduler::Shared;
 use crate::metrics::RuntimeMetrics;
 
-/// Parses `URGENT_SCHEDTRACE`; `None` when unset, empty or zero.
-pub(crate) fn period_from_env() -> std::io::Result<Option<Duration>> {
-    match std::env::var("URGENT_SCHEDTRACE") {
-        Err(_) => Ok(None),
-        Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(0) => Ok(None),
-            Ok(ms) => Ok(Some(Duration::from_millis(ms))),
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "urgent: URGENT_SCHEDTRACE={v:?} is not a whole number of milliseconds; \
-                     unset it or give e.g. URGENT_SCHEDTRACE=1000"
-                ),
-            )),
-        },
-    }
-}
-
 /// Starts the tracer thread; it exits when the runtime shuts down or is
 /// dropped.
 pub(crate) fn start(shared: &Arc<Shared>, period: Duration) -> std::io::Result<()> {
@@ -80,9 +61,9 @@ pub(crate) fn line(shared: &Shared, elapsed: Duration) -> String {
         m.preempt_declined(),
         m.long_polls(),
     );
-    for i in 0..shared.remotes.len() {
+    for i in 0..shared.cores().len() {
         let (queued, pinned) = shared.queue_lens(i);
-        let activity = match shared.preemptor.slot(i).activity() {
+        let activity = match shared.preemptor().slot(i).activity() {
             urgent_preempt::Activity::Idle => "idle".to_string(),
             urgent_preempt::Activity::Future => "future".to_string(),
             urgent_preempt::Activity::Coroutine(d) => {

@@ -166,7 +166,7 @@ where
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Runs one task with the runtime current, without the pool lock: the
@@ -178,7 +178,7 @@ impl Inner {
             .as_ref()
             .map(|s| context::set_current(Handle { shared: s.clone() }));
         #[cfg(feature = "tokio")]
-        let _tokio = shared.as_ref().and_then(|s| s.io.tokio.enter(s));
+        let _tokio = shared.as_ref().and_then(|s| s.tokio().enter(s));
         // `run` catches the closure's panic (it becomes the JoinError); this
         // only guards the pool against a panicking destructor.
         let _ = catch_unwind(AssertUnwindSafe(|| task.run()));

@@ -81,7 +81,7 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => write!(f, "task was cancelled"),
-            Repr::Panic(p) => match panic_message(&**p.lock().unwrap_or_else(|e| e.into_inner())) {
+            Repr::Panic(p) => match panic_message(&**crate::sync::lock(p)) {
                 Some(msg) => write!(f, "task panicked with message {msg:?}"),
                 None => write!(f, "task panicked"),
             },
@@ -93,7 +93,7 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => write!(f, "JoinError::Cancelled"),
-            Repr::Panic(p) => match panic_message(&**p.lock().unwrap_or_else(|e| e.into_inner())) {
+            Repr::Panic(p) => match panic_message(&**crate::sync::lock(p)) {
                 Some(msg) => write!(f, "JoinError::Panic({msg:?})"),
                 None => write!(f, "JoinError::Panic(..)"),
             },

@@ -1,37 +1,34 @@
 //! Tasks: the unit the scheduler runs.
 //!
 //! A task is one reference-counted cell (`Cell`) holding its header (the
-//! atomic state word and the scheduler it belongs to), its future and, once it
+//! atomic state word), the scheduler it belongs to, its future and, once it
 //! completes, its output. Run queues, wakers and the [`JoinHandle`] all hold
 //! `Arc`s of the same cell; the waker vtable is std's `Wake` impl over it.
 //!
+//! # The seam to the scheduler
+//!
+//! This module knows the scheduler only through the [`Schedule`] trait (as
+//! in tokio): a task asks its scheduler to queue it (`schedule`) and tells it
+//! when it completes (`release`, which takes it off the runtime's list of
+//! live tasks). The runtime implements `Schedule` for its handle; the unit
+//! tests below and the loom model in `executor/tests/loom_task.rs`... drive
+//! tasks with a mock scheduler that records what it is asked to do.
+//!
 //! # State word
 //!
-//! | bit           | set by                         | cleared by                       |
-//! |---------------|--------------------------------|----------------------------------|
-//! | `SCHEDULED`   | a wake, `abort`                | the worker that starts running it|
-//! | `RUNNING`     | the worker that pops it        | that worker, after the poll      |
-//! | `COMPLETE`    | the worker (or shutdown) that finished or cancelled it | never |
-//! | `CANCELLED`   | `abort`, shutdown              | never                            |
-//! | `JOIN_INTEREST` | spawn                        | dropping the `JoinHandle`        |
+//! See `state.rs`: the bits, who sets and clears each, and the invariants
+//! (at most one run queue entry per task, no lost wake-up, `COMPLETE` set
+//! once), with a loom model of the races between them.
 //!
-//! Invariants:
-//! - Only the thread that set `RUNNING` touches the future. The future lives
-//!   behind a mutex anyway (the executor is `forbid(unsafe_code)`), but that
-//!   mutex is never contended because of this bit.
-//! - A task is in at most one run queue at a time: only the transition that
-//!   sets `SCHEDULED` while neither `RUNNING` nor `COMPLETE` pushes it. A wake
-//!   that arrives while the task runs only sets `SCHEDULED`; the runner sees it
-//!   after the poll and pushes the task to the back of its queue (a yield).
-//! - `COMPLETE` is set exactly once, after the output (or the error) is stored
-//!   and the future dropped; then the join waker is woken.
-//! - A complete task is removed from the runtime's owned-task list, which is
-//!   how shutdown finds and drops every outstanding future.
+//! A complete task is released from its scheduler (taken off the runtime's
+//! live-task list), which is how shutdown finds and drops every outstanding
+//! future.
 
 pub(crate) mod blocking;
 mod error;
 mod join;
 mod owned;
+mod state;
 mod yield_now;
 
 pub use crate::cpu::checkpoint;
@@ -91,19 +88,34 @@ where
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures::task::AtomicWaker;
 
-use crate::runtime::scheduler::{Schedule, Shared};
+use state::{AfterPoll, State, CANCELLED};
 
-const SCHEDULED: usize = 1;
-const RUNNING: usize = 2;
-const COMPLETE: usize = 4;
-const CANCELLED: usize = 8;
-const JOIN_INTEREST: usize = 16;
+/// Why a task is being queued.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ScheduleKind {
+    /// A new task.
+    Spawn,
+    /// Woken by a waker (or aborted) while idle.
+    Wake,
+    /// Woken during its own poll, or a preempted/yielding CPU task: it goes
+    /// behind the work that is ready.
+    Yield,
+}
+
+/// What a task needs from the scheduler it belongs to (tokio's `Schedule`):
+/// the only way this module reaches the runtime.
+pub(crate) trait Schedule: Send + Sync + 'static {
+    /// Queues `task`, which is `SCHEDULED` and in no run queue.
+    fn schedule(&self, task: TaskRef, kind: ScheduleKind);
+    /// `task` has completed: take it off the list of live tasks.
+    fn release(&self, task: &Header);
+}
 
 /// A type-erased task, as the run queues see it.
 pub(crate) type TaskRef = Arc<dyn Runnable>;
@@ -115,28 +127,27 @@ pub(crate) trait Runnable: Send + Sync + 'static {
     /// it from a run queue.
     fn run(self: Arc<Self>);
     /// Cancels the task at runtime shutdown: drops its future now unless
-    /// another thread is polling it.
+    /// another thread is polling it (that thread cancels it after its poll).
     fn shutdown(self: Arc<Self>);
 }
 
 /// The part of a task every layer may look at.
 pub(crate) struct Header {
-    state: AtomicUsize,
-    /// The runtime this task belongs to; wakes push the task there.
-    pub(crate) shared: Arc<Shared>,
+    state: State,
     /// Key in the runtime's owned-task list, written once before the task is
     /// first scheduled.
     pub(crate) owned_key: AtomicUsize,
-    /// The worker a CPU task is bound to once it has run (`usize::MAX`: none).
-    /// Written by that worker before the first poll, read by wakers.
-    pub(crate) bound_worker: AtomicUsize,
+    /// The thread a started CPU task is bound to (`usize::MAX`: none). The
+    /// scheduler's word: written by the thread that first resumes the
+    /// coroutine, before it does, and read by whoever schedules the task.
+    pub(crate) bound_thread: AtomicUsize,
     /// Whether this is a CPU task (its future resumes a coroutine).
     pub(crate) cpu: bool,
 }
 
 impl Header {
     pub(crate) fn is_complete(&self) -> bool {
-        self.state.load(Acquire) & COMPLETE != 0
+        self.state.is_complete()
     }
 }
 
@@ -146,31 +157,29 @@ enum Stage<F: Future> {
     Consumed,
 }
 
-pub(crate) struct Cell<F: Future> {
+pub(crate) struct Cell<F: Future, S> {
     header: Header,
+    scheduler: S,
     stage: Mutex<Stage<F>>,
     join_waker: AtomicWaker,
 }
 
 /// Allocates a task. The caller registers it in the owned list and schedules
-/// it (see `Shared::spawn`).
-pub(crate) fn new_task<F>(
-    future: F,
-    shared: Arc<Shared>,
-    cpu: bool,
-) -> (TaskRef, JoinHandle<F::Output>)
+/// it (see the runtime's `Shared::spawn`).
+pub(crate) fn new_task<F, S>(future: F, scheduler: S, cpu: bool) -> (TaskRef, JoinHandle<F::Output>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
+    S: Schedule,
 {
     let cell = Arc::new(Cell {
         header: Header {
-            state: AtomicUsize::new(SCHEDULED | JOIN_INTEREST),
-            shared,
+            state: State::new(),
             owned_key: AtomicUsize::new(usize::MAX),
-            bound_worker: AtomicUsize::new(usize::MAX),
+            bound_thread: AtomicUsize::new(usize::MAX),
             cpu,
         },
+        scheduler,
         stage: Mutex::new(Stage::Running(Box::pin(future))),
         join_waker: AtomicWaker::new(),
     });
@@ -178,15 +187,16 @@ where
     (cell, join)
 }
 
-impl<F> Cell<F>
+impl<F, S> Cell<F, S>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
+    S: Schedule,
 {
     fn stage(&self) -> MutexGuard<'_, Stage<F>> {
         // A poisoned lock only means a panic escaped while it was held, which
         // cannot happen: polls and drops inside run under catch_unwind.
-        self.stage.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.stage)
     }
 
     /// Stores the result, drops the future and publishes `COMPLETE`. The
@@ -202,13 +212,8 @@ where
 
         // Leave the owned list before anyone can observe completion, so a
         // joiner sees an accurate live-task count.
-        self.header.shared.owned.remove(&self.header);
-        let prev = self
-            .header
-            .state
-            .fetch_update(AcqRel, Acquire, |s| Some((s & !RUNNING) | COMPLETE))
-            .expect("fetch_update closure never fails");
-        if prev & JOIN_INTEREST != 0 {
+        self.scheduler.release(&self.header);
+        if self.header.state.complete() {
             self.join_waker.wake();
         } else {
             // Nobody will read the output: drop it now.
@@ -231,21 +236,12 @@ where
         }
     }
 
-    /// Sets `SCHEDULED` and pushes the task unless it is already queued,
-    /// running (the runner will push it) or complete.
+    /// Sets `SCHEDULED` (plus `extra`) and pushes the task unless it is
+    /// already queued, running (the runner will push it) or complete.
     fn schedule_if_idle(self: &Arc<Self>, extra: usize) {
-        let prev = self.header.state.fetch_update(AcqRel, Acquire, |s| {
-            if s & COMPLETE != 0 || (s & SCHEDULED != 0 && s & extra == extra) {
-                None
-            } else {
-                Some(s | SCHEDULED | extra)
-            }
-        });
-        if let Ok(prev) = prev {
-            if prev & (SCHEDULED | RUNNING) == 0 {
-                let task: TaskRef = self.clone();
-                self.header.shared.schedule(task, Schedule::Wake);
-            }
+        if self.header.state.notify(extra) {
+            let task: TaskRef = self.clone();
+            self.scheduler.schedule(task, ScheduleKind::Wake);
         }
     }
 
@@ -254,79 +250,52 @@ where
     }
 }
 
-impl<F> Runnable for Cell<F>
+impl<F, S> Runnable for Cell<F, S>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
+    S: Schedule,
 {
     fn header(&self) -> &Header {
         &self.header
     }
 
     fn run(self: Arc<Self>) {
-        // SCHEDULED -> RUNNING. Already RUNNING: a shutdown claimed the task
-        // to cancel it (a blocking-pool thread can take a queued task while
-        // the runtime shuts down), or, never, a concurrent poll; the holder
-        // finishes it.
-        let prev = self.header.state.fetch_update(AcqRel, Acquire, |s| {
-            if s & (COMPLETE | RUNNING) != 0 {
-                None
-            } else {
-                Some((s & !SCHEDULED) | RUNNING)
-            }
-        });
-        let Ok(prev) = prev else { return };
-        if prev & CANCELLED != 0 {
+        // Already RUNNING: a shutdown claimed the task to cancel it (a
+        // blocking-pool thread can take a queued task while the runtime
+        // shuts down); the claimer finishes it.
+        let Ok(cancelled) = self.header.state.start_poll() else {
+            return;
+        };
+        if cancelled {
             self.complete(Err(JoinError::cancelled()));
             return;
         }
         match self.poll_future() {
             Poll::Ready(result) => self.complete(result),
-            Poll::Pending => {
-                let prev = self.header.state.fetch_update(AcqRel, Acquire, |s| {
-                    if s & CANCELLED != 0 {
-                        None
-                    } else {
-                        Some(s & !RUNNING)
-                    }
-                });
-                match prev {
-                    Err(_) => self.complete(Err(JoinError::cancelled())),
-                    Ok(prev) if prev & SCHEDULED != 0 => {
-                        // Woken during its own poll: a yield.
-                        let task: TaskRef = self.clone();
-                        self.header.shared.schedule(task, Schedule::Yield);
-                    }
-                    Ok(_) => {}
+            Poll::Pending => match self.header.state.end_poll() {
+                AfterPoll::Idle => {}
+                AfterPoll::Cancel => self.complete(Err(JoinError::cancelled())),
+                AfterPoll::Requeue => {
+                    let task: TaskRef = self.clone();
+                    self.scheduler.schedule(task, ScheduleKind::Yield);
                 }
-            }
+            },
         }
     }
 
     fn shutdown(self: Arc<Self>) {
-        let prev = self.header.state.fetch_update(AcqRel, Acquire, |s| {
-            if s & (COMPLETE | RUNNING) != 0 {
-                None
-            } else {
-                Some(s | RUNNING | CANCELLED)
-            }
-        });
-        match prev {
-            Ok(_) => self.complete(Err(JoinError::cancelled())),
-            Err(_) => {
-                // Running on a thread that did not stop in time (see
-                // `shutdown_timeout`), or already complete: mark it so the
-                // runner cancels it after its current poll.
-                self.header.state.fetch_or(CANCELLED, AcqRel);
-            }
+        if self.header.state.claim_for_shutdown() {
+            self.complete(Err(JoinError::cancelled()));
         }
     }
 }
 
-impl<F> Wake for Cell<F>
+impl<F, S> Wake for Cell<F, S>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
+    S: Schedule,
 {
     fn wake(self: Arc<Self>) {
         self.schedule_if_idle(0);
@@ -345,15 +314,16 @@ pub(crate) trait Join<T>: Send + Sync {
     fn drop_join_handle(&self);
 }
 
-impl<F> Join<F::Output> for Cell<F>
+impl<F, S> Join<F::Output> for Cell<F, S>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
+    S: Schedule,
 {
     fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, JoinError>> {
-        if self.header.state.load(Acquire) & COMPLETE == 0 {
+        if !self.header.is_complete() {
             self.join_waker.register(cx.waker());
-            if self.header.state.load(Acquire) & COMPLETE == 0 {
+            if !self.header.is_complete() {
                 return Poll::Pending;
             }
         }
@@ -372,10 +342,150 @@ where
     }
 
     fn drop_join_handle(&self) {
-        let prev = self.header.state.fetch_and(!JOIN_INTEREST, AcqRel);
-        if prev & COMPLETE != 0 {
+        if self.header.state.drop_join_interest() {
             let out = std::mem::replace(&mut *self.stage(), Stage::Consumed);
             let _ = catch_unwind(AssertUnwindSafe(move || drop(out)));
         }
+    }
+}
+
+/// Tasks driven by a mock scheduler: what the task asks of its scheduler,
+/// with no runtime behind it.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    /// Records every request; `run_next` plays the worker.
+    #[derive(Default)]
+    struct Mock {
+        queue: Mutex<Vec<(TaskRef, ScheduleKind)>>,
+        released: AtomicUsize,
+    }
+
+    impl Schedule for Arc<Mock> {
+        fn schedule(&self, task: TaskRef, kind: ScheduleKind) {
+            self.queue.lock().unwrap().push((task, kind));
+        }
+        fn release(&self, _task: &Header) {
+            self.released.fetch_add(1, SeqCst);
+        }
+    }
+
+    impl Mock {
+        fn take(&self) -> Vec<(TaskRef, ScheduleKind)> {
+            std::mem::take(&mut *self.queue.lock().unwrap())
+        }
+    }
+
+    fn poll_join<T>(h: &mut JoinHandle<T>) -> Poll<Result<T, JoinError>> {
+        let waker = Waker::noop();
+        Pin::new(h).poll(&mut Context::from_waker(waker))
+    }
+
+    /// A future that is pending until its flag is set, and wakes itself
+    /// during its poll when asked to (a yield).
+    struct Gate {
+        open: Arc<AtomicBool>,
+        waker: Arc<Mutex<Option<Waker>>>,
+        yield_once: bool,
+    }
+
+    impl Future for Gate {
+        type Output = u32;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            if self.open.load(SeqCst) {
+                return Poll::Ready(7);
+            }
+            if std::mem::take(&mut self.yield_once) {
+                cx.waker().wake_by_ref();
+            } else {
+                *self.waker.lock().unwrap() = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        }
+    }
+
+    fn gate(yield_once: bool) -> (Gate, Arc<AtomicBool>, Arc<Mutex<Option<Waker>>>) {
+        let open = Arc::new(AtomicBool::new(false));
+        let waker = Arc::new(Mutex::new(None));
+        let g = Gate {
+            open: open.clone(),
+            waker: waker.clone(),
+            yield_once,
+        };
+        (g, open, waker)
+    }
+
+    #[test]
+    fn wake_after_pending_schedules_once_and_completes() {
+        let mock = Arc::new(Mock::default());
+        let (fut, open, waker) = gate(false);
+        let (task, mut join) = new_task(fut, mock.clone(), false);
+        task.run();
+        assert!(mock.take().is_empty(), "a pending poll queues nothing");
+        assert!(poll_join(&mut join).is_pending());
+        let w = waker.lock().unwrap().take().unwrap();
+        open.store(true, SeqCst);
+        w.wake_by_ref();
+        w.wake_by_ref(); // already queued: absorbed
+        let mut queued = mock.take();
+        assert_eq!(queued.len(), 1);
+        let (task, kind) = queued.pop().unwrap();
+        assert_eq!(kind, ScheduleKind::Wake);
+        task.run();
+        assert_eq!(mock.released.load(SeqCst), 1);
+        assert!(matches!(poll_join(&mut join), Poll::Ready(Ok(7))));
+    }
+
+    #[test]
+    fn wake_during_poll_is_a_yield() {
+        let mock = Arc::new(Mock::default());
+        let (fut, _open, _waker) = gate(true);
+        let (task, _join) = new_task(fut, mock.clone(), false);
+        task.run();
+        let queued = mock.take();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].1, ScheduleKind::Yield);
+    }
+
+    #[test]
+    fn abort_of_idle_task_cancels_it_at_its_next_run() {
+        let mock = Arc::new(Mock::default());
+        let (fut, _open, _waker) = gate(false);
+        let (task, mut join) = new_task(fut, mock.clone(), false);
+        task.run();
+        join.abort();
+        let mut queued = mock.take();
+        assert_eq!(queued.len(), 1, "abort queues the idle task once");
+        queued.pop().unwrap().0.run();
+        match poll_join(&mut join) {
+            Poll::Ready(Err(e)) => assert!(e.is_cancelled()),
+            other => panic!(
+                "expected a cancellation, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
+        assert_eq!(mock.released.load(SeqCst), 1);
+    }
+
+    #[test]
+    fn shutdown_drops_an_idle_future_and_releases_it() {
+        let mock = Arc::new(Mock::default());
+        let (fut, _open, _waker) = gate(false);
+        let (task, mut join) = new_task(fut, mock.clone(), false);
+        task.clone().run();
+        task.clone().shutdown();
+        assert_eq!(mock.released.load(SeqCst), 1);
+        assert!(task.header().is_complete());
+        assert!(matches!(poll_join(&mut join), Poll::Ready(Err(e)) if e.is_cancelled()));
+    }
+
+    #[test]
+    fn panicking_poll_is_a_join_error() {
+        let mock = Arc::new(Mock::default());
+        let (task, mut join) = new_task(async { panic!("boom") }, mock.clone(), false);
+        task.run();
+        assert!(matches!(poll_join(&mut join), Poll::Ready(Err(e)) if e.is_panic()));
     }
 }

@@ -63,7 +63,7 @@ impl OwnedTasks {
     }
 
     fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Slab> {
-        self.shards[shard].lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.shards[shard])
     }
 
     /// Adds a task; `Err(task)` if the runtime is shutting down.

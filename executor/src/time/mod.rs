@@ -50,12 +50,7 @@ pub mod error {
 
 #[track_caller]
 fn current_handle(what: &str) -> Handle {
-    Handle::try_current().unwrap_or_else(|| {
-        panic!(
-            "urgent: {what} must be called from inside an urgent runtime (a task, a CPU task or \
-             block_on); create one with urgent::Runtime::new() or #[urgent::main]"
-        )
-    })
+    crate::runtime::context::current_or_panic(what)
 }
 
 /// A future that completes at a deadline. Created by [`sleep`] and
@@ -151,7 +146,7 @@ impl Sleep {
 
     fn disarm(&mut self) {
         if let Some(e) = self.entry.take() {
-            self.handle.shared.timers.cancel(&e);
+            self.handle.shared.driver().timers().cancel(&e);
         }
     }
 
@@ -172,10 +167,11 @@ impl Sleep {
                     return Poll::Ready(());
                 }
                 let shared = &self.handle.shared;
-                let (entry, wake_driver) = shared.timers.insert(self.deadline, cx.waker());
+                let (entry, wake_driver) =
+                    shared.driver().timers().insert(self.deadline, cx.waker());
                 self.entry = Some(entry);
                 if wake_driver {
-                    shared.wake_driver();
+                    shared.driver().wake();
                 }
                 Poll::Pending
             }

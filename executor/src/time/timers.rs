@@ -92,7 +92,7 @@ impl Timers {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Heap> {
-        self.heap.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.heap)
     }
 
     /// Arms a timer. Returns whether the driver must be woken to re-compute
