@@ -24,21 +24,21 @@
 //!
 //! # tokio compatibility (feature `tokio`, on by default)
 //!
-//! Each runtime owns a small background tokio runtime (one thread,
-//! `enable_all`) whose handle every worker thread and every `block_on`
-//! enters. So `tokio::net`, `tokio::time`, `tokio::sync` and `tokio::io`
+//! Each runtime owns a background tokio runtime (`enable_all`, as many
+//! threads as workers; `Builder::tokio_worker_threads`) whose handle every
+//! worker thread and every `block_on` enters. So `tokio::net`, `tokio::time`, `tokio::sync` and `tokio::io`
 //! work inside urgent tasks as under tokio, and inside CPU tasks through
-//! [`wait`]; their readiness and timers are driven by that tokio thread,
-//! which wakes the urgent tasks.
+//! [`wait`]; their readiness and timers are driven by those tokio threads,
+//! which wake the urgent tasks.
 //!
 //! `tokio::spawn` (and `tokio::task::spawn_blocking`) called inside urgent
 //! run on that background runtime (`metrics().tokio_tasks()` counts them),
 //! not on urgent's workers: tokio cannot hand a spawned future to another
-//! executor. That thread has
+//! executor. Those threads have
 //! the urgent runtime as its current one, so code there may call [`spawn`],
 //! [`spawn_cpu`] and [`time`]. Prefer [`spawn`] for your own tasks; libraries
 //! that call `tokio::spawn` themselves (`axum::serve` spawns one task per
-//! connection) keep working, with that work on the tokio thread. Shutting
+//! connection) keep working, with that work on the tokio threads. Shutting
 //! the urgent runtime down shuts the background runtime down too.
 //!
 //! ```

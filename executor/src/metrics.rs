@@ -66,7 +66,7 @@ impl RuntimeMetrics {
 
     /// Tasks alive on the runtime's background tokio runtime: futures
     /// started with `tokio::spawn` (or `tokio::task::spawn_blocking`) from
-    /// inside urgent. They run on that one background thread, not on
+    /// inside urgent. They run on the background tokio threads, not on
     /// urgent's workers, and are never preempted; a program moved from
     /// `#[tokio::main]` should spawn with `urgent::spawn` instead. Always 0
     /// without the `tokio` feature.
@@ -78,7 +78,7 @@ impl RuntimeMetrics {
     /// let rt = urgent_executor::Runtime::new().unwrap();
     /// let (tx, rx) = std::sync::mpsc::channel::<()>();
     /// rt.block_on(async move {
-    ///     // The trap: this future runs on the background tokio thread.
+    ///     // The trap: this future runs on the background tokio runtime.
     ///     tokio::spawn(async move {
     ///         while rx.try_recv().is_err() {
     ///             tokio::time::sleep(std::time::Duration::from_millis(1)).await;

@@ -1,10 +1,11 @@
-//! tokio compatibility: a small background tokio runtime per urgent runtime.
+//! tokio compatibility: a background tokio runtime per urgent runtime.
 //!
 //! tokio's resources (`tokio::net`, `tokio::time`, `tokio::io`'s
 //! `AsyncFd`, ...) need a tokio *driver* to be running and a tokio *handle*
 //! to be current when they are created. Each urgent runtime therefore owns a
-//! one-thread tokio runtime (`enable_all`, thread name `<thread_name>-tokio`,
-//! `urgent-worker-tokio` by default),
+//! multi-thread tokio runtime (`enable_all`; as many threads as urgent
+//! workers unless `Builder::tokio_worker_threads` says otherwise; thread
+//! name `<thread_name>-tokio`, `urgent-worker-tokio` by default),
 //! created when the first worker starts, and every urgent worker thread and
 //! every `block_on` enters its handle. A tokio socket or timer created inside
 //! an urgent task (or a CPU task, through `urgent::wait`) registers with that
@@ -67,7 +68,7 @@ impl TokioCompat {
         }
         let weak = Arc::downgrade(shared);
         let built = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(shared.config().tokio_worker_threads)
             .thread_name(format!("{}-tokio", shared.config().thread_name))
             .enable_all()
             .on_thread_start(move || {

@@ -33,6 +33,7 @@ pub struct Builder {
     no_preempt_in: Vec<String>,
     max_blocking_threads: Option<usize>,
     thread_keep_alive: Option<Duration>,
+    tokio_worker_threads: Option<usize>,
 }
 
 /// The shortest quantum sysmon can honour without spending the machine on
@@ -120,6 +121,21 @@ impl Builder {
         self
     }
 
+    /// Worker threads of the background tokio runtime that runs what
+    /// `tokio::spawn` is given inside urgent (default: as many as
+    /// [`worker_threads`](Self::worker_threads), so an unchanged tokio
+    /// program keeps tokio's throughput). Zero is rejected by
+    /// [`build`](Self::build).
+    ///
+    /// ```
+    /// let rt = urgent_executor::Builder::new().tokio_worker_threads(1).build().unwrap();
+    /// assert_eq!(rt.block_on(async { tokio::spawn(async { 3 }).await.unwrap() }), 3);
+    /// ```
+    pub fn tokio_worker_threads(&mut self, n: usize) -> &mut Self {
+        self.tokio_worker_threads = Some(n);
+        self
+    }
+
     /// Builds the runtime and starts its workers.
     ///
     /// # Errors
@@ -167,6 +183,14 @@ impl Builder {
                     .into(),
             ));
         }
+        let tokio_worker_threads = self.tokio_worker_threads.unwrap_or(worker_threads);
+        if tokio_worker_threads == 0 {
+            return Err(invalid(
+                "urgent: tokio_worker_threads must be at least 1 (got 0); leave it unset to run \
+                 as many tokio threads as urgent workers"
+                    .into(),
+            ));
+        }
         let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         let stack_size = urgent_stackful::validate_stack_size(stack_size)?;
         Ok(Config {
@@ -180,6 +204,7 @@ impl Builder {
             migrate_preempted: self.migrate_preempted,
             no_preempt_in: self.no_preempt_in.clone(),
             max_blocking_threads,
+            tokio_worker_threads,
             blocking_keep_alive: self
                 .thread_keep_alive
                 .unwrap_or(crate::task::BLOCKING_KEEP_ALIVE),

@@ -22,6 +22,8 @@ pub(crate) struct Config {
     pub(crate) migrate_preempted: bool,
     pub(crate) no_preempt_in: Vec<String>,
     pub(crate) max_blocking_threads: usize,
+    /// Worker threads of the background tokio runtime.
+    pub(crate) tokio_worker_threads: usize,
     pub(crate) blocking_keep_alive: Duration,
     pub(crate) async_preempt: bool,
     /// `URGENT_SCHEDTRACE` period.
