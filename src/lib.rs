@@ -63,3 +63,16 @@ pub mod net {
 pub mod metrics {
     pub use urgent_executor::metrics::RuntimeMetrics;
 }
+
+/// HTTP servers whose connections run on urgent's workers: hyper's
+/// `rt::Executor` and `rt::Timer` (feature `hyper`), and [`serve`] for axum
+/// (feature `axum`).
+#[cfg(feature = "hyper")]
+pub mod http {
+    #[cfg(feature = "axum")]
+    pub use urgent_executor::http::{serve, Serve, WithGracefulShutdown};
+    pub use urgent_executor::http::{HyperExecutor, HyperTimer, Listener};
+}
+
+#[cfg(feature = "axum")]
+pub use urgent_executor::http::serve;

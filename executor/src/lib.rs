@@ -58,6 +58,8 @@
 #![warn(missing_docs)]
 
 mod cpu;
+#[cfg(feature = "hyper")]
+pub mod http;
 mod io;
 pub mod metrics;
 pub mod net;

@@ -7,12 +7,13 @@
 //!
 //! # The seam to the scheduler
 //!
-//! This module knows the scheduler only through the [`Schedule`] trait (as
+//! This module knows the scheduler only through the `Schedule` trait (as
 //! in tokio): a task asks its scheduler to queue it (`schedule`) and tells it
 //! when it completes (`release`, which takes it off the runtime's list of
-//! live tasks). The runtime implements `Schedule` for its handle; the unit
-//! tests below and the loom model in `executor/tests/loom_task.rs`... drive
-//! tasks with a mock scheduler that records what it is asked to do.
+//! live tasks). The runtime implements `Schedule` for its shared state; the
+//! unit tests at the bottom of this file drive tasks with a mock scheduler
+//! that records what it is asked to do, and `state.rs` model-checks the
+//! state word with loom.
 //!
 //! # State word
 //!
