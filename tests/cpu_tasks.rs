@@ -333,3 +333,15 @@ fn stack_overflow_in_a_cpu_task_is_reported() {
     let _ = rt.block_on(rt.spawn_cpu(|| recurse(0, &mut [0u8; 1024])));
     unreachable!("the overflow must abort the process");
 }
+
+/// A CPU task whose closure captures more than corosensei can move onto a
+/// new stack (1 KiB) runs instead of panicking on the worker.
+#[test]
+fn spawn_cpu_with_a_large_closure() {
+    let rt = urgent::Runtime::new().unwrap();
+    let big = [3u8; 16 * 1024];
+    let sum = rt
+        .block_on(rt.spawn_cpu(move || big.iter().map(|&b| b as u32).sum::<u32>()))
+        .unwrap();
+    assert_eq!(sum, 3 * 16 * 1024);
+}

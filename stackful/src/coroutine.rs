@@ -330,13 +330,34 @@ impl<R> fmt::Debug for Coroutine<R> {
     }
 }
 
+/// Closures up to this size are moved onto the coroutine's stack as they
+/// are; larger ones are boxed (corosensei panics above 1 KiB).
+pub const MAX_INLINE_CLOSURE: usize = 512;
+
 impl<R> Coroutine<R> {
     /// Prepares `f` to run on `stack`. Nothing runs until the first
     /// [`resume`](Coroutine::resume).
     ///
     /// Also installs the process-wide stack overflow reporter if
     /// [`init_thread`](crate::init_thread) has not done so yet.
-    pub fn new(stack: Stack, f: impl FnOnce() -> R + Send + 'static) -> Coroutine<R>
+    ///
+    /// A closure of any size works: one larger than [`MAX_INLINE_CLOSURE`]
+    /// is boxed first (corosensei moves the closure onto the new stack and
+    /// refuses more than 1 KiB).
+    pub fn new<F>(stack: Stack, f: F) -> Coroutine<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        if std::mem::size_of::<F>() > MAX_INLINE_CLOSURE {
+            let f = Box::new(f);
+            Self::new_inline(stack, f)
+        } else {
+            Self::new_inline(stack, f)
+        }
+    }
+
+    fn new_inline(stack: Stack, f: impl FnOnce() -> R + Send + 'static) -> Coroutine<R>
     where
         R: Send + 'static,
     {

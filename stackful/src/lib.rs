@@ -142,7 +142,9 @@ mod stack;
 #[doc(hidden)]
 pub use corosensei as __corosensei;
 
-pub use coroutine::{current_stack_bounds, in_coroutine, suspend, Coroutine, Resume, SuspendKind};
+pub use coroutine::{
+    current_stack_bounds, in_coroutine, suspend, Coroutine, Resume, SuspendKind, MAX_INLINE_CLOSURE,
+};
 pub use signal::{init_thread, thread_initialized, ALT_STACK_SIZE};
 pub use stack::{
     pooled_stacks, validate_stack_size, Stack, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,

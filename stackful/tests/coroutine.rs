@@ -559,3 +559,16 @@ fn send_bounds() {
     send::<Coroutine>();
     send::<Resume>();
 }
+
+/// corosensei refuses to move a closure over 1 KiB onto a new stack (it
+/// panics "type is too big to transfer"); large closures are boxed instead.
+#[test]
+fn closures_larger_than_a_kib_run() {
+    urgent_stackful::init_thread();
+    let big = [7u8; 64 * 1024];
+    let mut co = Coroutine::new(Stack::new(256 * 1024).unwrap(), move || {
+        big.iter().map(|&b| b as u64).sum::<u64>()
+    });
+    assert!(matches!(co.resume(), Resume::Finished));
+    assert_eq!(co.take_output(), Some(7 * 64 * 1024));
+}
