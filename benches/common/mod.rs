@@ -126,3 +126,59 @@ pub fn tokio_rt(workers: usize) -> tokio::runtime::Runtime {
         .build()
         .expect("build the tokio runtime")
 }
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), `?` if unknown.
+pub fn load_average() -> String {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let v: Vec<&str> = s.split_whitespace().take(3).collect();
+    if v.len() == 3 {
+        v.join(" ")
+    } else {
+        "?".into()
+    }
+}
+
+/// The target directory this bench was built into (`…/target`).
+pub fn target_dir() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.ancestors()
+                .find(|a| {
+                    a.file_name()
+                        .is_some_and(|n| n == "release" || n == "debug")
+                })
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// Builds `benches/go/{name}.go` into `target/go/{name}` (module mode off, a
+/// private build cache) and returns the binary; `Err` says why not, e.g.
+/// that `go` is not on PATH.
+pub fn go_build(name: &str) -> Result<std::path::PathBuf, String> {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/go")
+        .join(format!("{name}.go"));
+    let dir = target_dir().join("go");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let bin = dir.join(name);
+    let build = std::process::Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .env("GOCACHE", dir.join("cache"))
+        .env("GO111MODULE", "off")
+        .output()
+        .map_err(|e| format!("`go` is not on PATH ({e})"))?;
+    if !build.status.success() {
+        return Err(format!(
+            "go build {} failed: {}",
+            src.display(),
+            String::from_utf8_lossy(&build.stderr)
+        ));
+    }
+    Ok(bin)
+}
