@@ -59,8 +59,9 @@
 //! 1. **Register.** Each worker thread calls [`Slot::register_current_thread`]
 //!    once: it records the thread id, publishes the slot in a const-initialised
 //!    thread-local (the only thing the handler can safely read) and makes sure
-//!    the thread has a ≥ 64 KiB `sigaltstack`, so the kernel's signal frame
-//!    never lands on a small coroutine stack.
+//!    the thread has an alternate signal stack (the stackful crate's, sized
+//!    from `AT_MINSIGSTKSZ` plus 64 KiB for the handlers), so the kernel's
+//!    signal frame never lands on a small coroutine stack.
 //! 2. **Run.** Before resuming a coroutine the worker calls
 //!    [`Slot::coroutine_started`]: stack bounds, `run_start` (CLOCK_MONOTONIC
 //!    ns) and the bumped `tick` are stored first, then `state = COROUTINE` with
@@ -192,7 +193,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use signal::{ensure_sigaltstack, ALTSTACK_SIZE, HOOK_HEADROOM};
+pub use signal::HOOK_HEADROOM;
 
 /// Configuration of a [`Preemptor`].
 #[derive(Clone, Debug)]
@@ -372,12 +373,14 @@ impl Slot {
 
     /// Called once on the worker thread, before its first
     /// `coroutine_started`: records the thread id, publishes the slot in the
-    /// thread-local the handler reads, and ensures a ≥ 64 KiB sigaltstack
-    /// ([`ensure_sigaltstack`]). If no alternate stack can be set up, async
-    /// preemption is turned off for this slot (cooperative requests remain).
-    /// Registering another slot replaces the previous registration.
+    /// thread-local the handler reads, and ensures the thread has an
+    /// alternate signal stack (`urgent_stackful::sys::ensure_alt_stack`,
+    /// sized from `AT_MINSIGSTKSZ` plus what the handlers need). If none can
+    /// be set up, async preemption is turned off for this slot (cooperative
+    /// requests remain). Registering another slot replaces the previous
+    /// registration.
     pub fn register_current_thread(self: &Arc<Self>) {
-        if ensure_sigaltstack().is_err() {
+        if urgent_stackful::sys::ensure_alt_stack().is_err() {
             self.async_enabled.store(false, Ordering::Relaxed);
         }
         self.tid.store(gettid(), Ordering::Release);

@@ -372,8 +372,8 @@ fn registered_thread_has_a_big_sigaltstack() {
             st
         };
         assert_eq!(st.ss_flags & libc::SS_DISABLE, 0);
-        assert!(st.ss_size >= urgent_preempt::ALTSTACK_SIZE);
-        urgent_preempt::ensure_sigaltstack().unwrap(); // idempotent
+        assert!(st.ss_size >= urgent_stackful::sys::alt_stack_size());
+        urgent_stackful::sys::ensure_alt_stack().unwrap(); // idempotent
     })
     .join()
     .unwrap();
