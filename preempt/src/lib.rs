@@ -41,7 +41,7 @@
 //! |---|---|---|
 //! | `tid` | worker (`register_current_thread`), cleared at thread exit | sysmon (tgkill target) |
 //! | `tick`, `state`, `run_start`, `stack_lo/hi` | worker only | sysmon, handler, `should_yield` |
-//! | `request_tick` | sysmon (sets it to the overrunning run's tick), any thread via `Slot::request_preempt`; handler (clears it when it pushes the call) | handler, `should_yield` |
+//! | `request_tick` | sysmon (sets it to the overrunning run's tick), any thread via `diagnostics::request_preempt`; handler (clears it when it pushes the call) | handler, `should_yield` |
 //! | `signal_pending` | sysmon (before tgkill); handler (clears it) | sysmon (coalescing, Go's `signalPending`) |
 //! | `ack` | handler (every SIGURG on the thread, Go's `preemptGen`) | anyone (diagnostics) |
 //! | `pushed` | handler (set when it pushes the call); trampoline (clears it before the hook) | handler |
@@ -201,8 +201,9 @@ pub struct Config {
     /// Time slice of a coroutine before sysmon requests its preemption.
     pub quantum: Duration,
     /// Whether to interrupt overrunning coroutines with SIGURG. When false (or
-    /// `URGENT_ASYNC_PREEMPT=0`, or no `.symtab`, or not x86_64 Linux) only
-    /// the cooperative request seen by [`should_yield`] is made.
+    /// no `.symtab`, or not x86_64 Linux) only the cooperative request seen by
+    /// [`should_yield`] is made. (The executor's builder sets it from
+    /// `URGENT_ASYNC_PREEMPT`; this crate reads no environment variable.)
     pub async_preempt: bool,
     /// Extra demangled-path prefixes never to preempt in
     /// (`Builder::no_preempt_in`). They win over [`allow_prefix`].
@@ -288,9 +289,12 @@ pub struct Slot {
     quantum_ns: u64,
     pub(crate) async_enabled: AtomicBool,
     wake: Arc<sysmon::Wake>,
-    pub(crate) w: CachePadded<WorkerLine>,
-    pub(crate) s: CachePadded<SysmonLine>,
-    pub(crate) h: CachePadded<HandlerLine>,
+    /// Written by the worker thread only.
+    pub(crate) worker: CachePadded<WorkerLine>,
+    /// Written mostly by sysmon.
+    pub(crate) sysmon: CachePadded<SysmonLine>,
+    /// Written by the signal handler and the trampoline.
+    pub(crate) handler: CachePadded<HandlerLine>,
 }
 
 thread_local! {
@@ -310,7 +314,7 @@ impl Drop for Registration {
         CURRENT.with(|c| c.set(std::ptr::null()));
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
         self.0.tid.store(0, Ordering::Release);
-        self.0.w.state.store(IDLE, Ordering::Release);
+        self.0.worker.state.store(IDLE, Ordering::Release);
     }
 }
 
@@ -349,20 +353,20 @@ impl Slot {
             quantum_ns,
             async_enabled: AtomicBool::new(async_enabled),
             wake,
-            w: CachePadded(WorkerLine {
+            worker: CachePadded(WorkerLine {
                 tick: AtomicU64::new(0),
                 run_start: AtomicU64::new(0),
                 state: AtomicU8::new(IDLE),
                 stack_lo: AtomicUsize::new(0),
                 stack_hi: AtomicUsize::new(0),
             }),
-            s: CachePadded(SysmonLine {
+            sysmon: CachePadded(SysmonLine {
                 request_tick: AtomicU64::new(0),
                 signal_pending: AtomicBool::new(false),
                 preempt_requests: AtomicU64::new(0),
                 long_polls: AtomicU64::new(0),
             }),
-            h: CachePadded(HandlerLine {
+            handler: CachePadded(HandlerLine {
                 ack: AtomicU64::new(0),
                 pushed: AtomicBool::new(false),
                 declined: AtomicU64::new(0),
@@ -398,7 +402,7 @@ impl Slot {
     /// invalidates any older request), marks the coroutine running, and wakes
     /// sysmon if it sleeps with no deadline.
     pub fn coroutine_started(&self, stack_lo: usize, stack_hi: usize) {
-        let w = &self.w;
+        let w = &self.worker;
         w.stack_lo.store(stack_lo, Ordering::Relaxed);
         w.stack_hi.store(stack_hi, Ordering::Relaxed);
         w.run_start.store(now_ns(), Ordering::Relaxed);
@@ -415,7 +419,7 @@ impl Slot {
     /// The coroutine returned control to the worker (finished, suspended or
     /// preempted): clears the running state and bumps the tick.
     pub fn coroutine_stopped(&self) {
-        let w = &self.w;
+        let w = &self.worker;
         w.state.store(IDLE, Ordering::Release);
         w.tick.store(
             w.tick.load(Ordering::Relaxed).wrapping_add(1),
@@ -427,7 +431,7 @@ impl Slot {
     /// No clock read. Wakes sysmon if it sleeps with no deadline (a relaxed
     /// check: a wake-up lost to a race costs at most one `long_polls` count).
     pub fn future_started(&self) {
-        let w = &self.w;
+        let w = &self.worker;
         w.tick.store(
             w.tick.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Relaxed,
@@ -440,7 +444,7 @@ impl Slot {
 
     /// The worker runs runtime code or goes to sleep: bump tick, `state = IDLE`.
     pub fn idle(&self) {
-        let w = &self.w;
+        let w = &self.worker;
         w.tick.store(
             w.tick.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Relaxed,
@@ -449,21 +453,21 @@ impl Slot {
     }
 
     /// Asks for the preemption of the coroutine this slot runs now, without
-    /// waiting for its quantum (e.g. at shutdown, or to make room for urgent
-    /// work): sets the request for the current run (seen by
-    /// [`should_yield`]) and, with async preemption on, signals the worker.
-    /// Returns false if no coroutine is running. Counts as a
-    /// `preempt_request`. Callable from any thread; sysmon retries as usual if
-    /// the handler declines.
-    pub fn request_preempt(&self) -> bool {
+    /// waiting for its quantum: sets the request for the current run (seen
+    /// by [`should_yield`]) and, with async preemption on, signals the
+    /// worker. Returns false if no coroutine is running. Counts as a
+    /// `preempt_request`. Callable from any thread; sysmon retries as usual
+    /// if the handler declines. Only tests and benches use it today
+    /// ([`diagnostics::request_preempt`]).
+    pub(crate) fn request_preempt(&self) -> bool {
         let Some((state, tick, _)) = sysmon::snapshot(self) else {
             return false;
         };
         if state != RUNNING_COROUTINE {
             return false;
         }
-        self.s.request_tick.store(tick, Ordering::Release);
-        self.s.preempt_requests.fetch_add(1, Ordering::Relaxed);
+        self.sysmon.request_tick.store(tick, Ordering::Release);
+        self.sysmon.preempt_requests.fetch_add(1, Ordering::Relaxed);
         if self.async_enabled() && gettid() != self.tid.load(Ordering::Relaxed) {
             sysmon::send_signal(self, std::process::id() as i32);
             // Let sysmon schedule retries in case the handler declines.
@@ -475,10 +479,10 @@ impl Slot {
     /// What the worker is doing now, for diagnostics (`URGENT_SCHEDTRACE`):
     /// a racy snapshot, never used for decisions.
     pub fn activity(&self) -> Activity {
-        match self.w.state.load(Ordering::Relaxed) {
+        match self.worker.state.load(Ordering::Relaxed) {
             RUNNING_FUTURE => Activity::Future,
             RUNNING_COROUTINE => {
-                let start = self.w.run_start.load(Ordering::Relaxed);
+                let start = self.worker.run_start.load(Ordering::Relaxed);
                 Activity::Coroutine(Duration::from_nanos(now_ns().saturating_sub(start)))
             }
             _ => Activity::Idle,
@@ -493,17 +497,17 @@ impl Slot {
     /// Counters of this slot alone.
     pub fn metrics(&self) -> PreemptMetrics {
         PreemptMetrics {
-            preempt_requests: self.s.preempt_requests.load(Ordering::Relaxed),
-            preemptions: self.h.preemptions.load(Ordering::Relaxed),
-            preempt_declined: self.h.declined.load(Ordering::Relaxed),
-            long_polls: self.s.long_polls.load(Ordering::Relaxed),
+            preempt_requests: self.sysmon.preempt_requests.load(Ordering::Relaxed),
+            preemptions: self.handler.preemptions.load(Ordering::Relaxed),
+            preempt_declined: self.handler.declined.load(Ordering::Relaxed),
+            long_polls: self.sysmon.long_polls.load(Ordering::Relaxed),
         }
     }
 
     /// Number of SIGURGs the handler has seen on this slot's thread (Go's
     /// `preemptGen`).
     pub fn acks(&self) -> u64 {
-        self.h.ack.load(Ordering::Relaxed)
+        self.handler.ack.load(Ordering::Relaxed)
     }
 
     /// Whether async preemption is enabled for this slot.
@@ -512,12 +516,13 @@ impl Slot {
     }
 
     fn should_yield(&self) -> bool {
-        let tick = self.w.tick.load(Ordering::Relaxed);
-        if self.w.state.load(Ordering::Relaxed) != RUNNING_COROUTINE {
+        let tick = self.worker.tick.load(Ordering::Relaxed);
+        if self.worker.state.load(Ordering::Relaxed) != RUNNING_COROUTINE {
             return false;
         }
-        self.s.request_tick.load(Ordering::Relaxed) == tick
-            || now_ns().saturating_sub(self.w.run_start.load(Ordering::Relaxed)) >= self.quantum_ns
+        self.sysmon.request_tick.load(Ordering::Relaxed) == tick
+            || now_ns().saturating_sub(self.worker.run_start.load(Ordering::Relaxed))
+                >= self.quantum_ns
     }
 }
 
@@ -545,8 +550,7 @@ pub struct Preemptor {
 
 impl Preemptor {
     /// Creates `workers` slots and spawns sysmon. When async preemption is on
-    /// (config, `URGENT_ASYNC_PREEMPT` not `0`, target supported, `.symtab`
-    /// present) it also builds the symbol table (once per process, rebuilt if
+    /// (`config.async_preempt`, target supported, `.symtab` present) it also builds the symbol table (once per process, rebuilt if
     /// new prefixes were registered) and installs the SIGURG handler (once per
     /// process, chained to the previous one).
     ///
@@ -565,8 +569,7 @@ impl Preemptor {
                 "urgent-preempt: zero quantum",
             ));
         }
-        let env_off = std::env::var("URGENT_ASYNC_PREEMPT").is_ok_and(|v| v.trim() == "0");
-        if config.async_preempt && !env_off && !arch::SUPPORTED {
+        if config.async_preempt && !arch::SUPPORTED {
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
                 eprintln!(
@@ -576,7 +579,7 @@ impl Preemptor {
                 )
             });
         }
-        let mut async_enabled = config.async_preempt && !env_off && arch::SUPPORTED;
+        let mut async_enabled = config.async_preempt && arch::SUPPORTED;
         if async_enabled {
             symtab::add_prefixes(&config.deny_prefixes, &[]);
             async_enabled = symtab::ensure_built();
@@ -681,7 +684,7 @@ pub fn should_yield() -> bool {
 pub fn in_coroutine() -> bool {
     let p = current_slot();
     // SAFETY: the registration keeps the slot alive while CURRENT points at it.
-    !p.is_null() && unsafe { &*p }.w.state.load(Ordering::Relaxed) == RUNNING_COROUTINE
+    !p.is_null() && unsafe { &*p }.worker.state.load(Ordering::Relaxed) == RUNNING_COROUTINE
 }
 
 /// Nestable guard: no async preemption on this thread while it lives
@@ -715,36 +718,52 @@ pub fn is_disabled() -> bool {
     NO_PREEMPT.with(|c| c.get()) != 0
 }
 
-/// Whether async preemption can work in this process: x86_64 Linux and an
-/// executable with a `.symtab` (builds the symbol table on first call; warns
-/// once on stderr if it is missing).
-pub fn async_preempt_supported() -> bool {
-    arch::SUPPORTED && symtab::ensure_built()
-}
+/// Test and benchmark hooks: not part of the API, may change at any time.
+#[doc(hidden)]
+pub mod diagnostics {
+    use crate::{arch, symtab, Slot};
 
-/// Diagnostic: `Some(true)` if `pc` lies in a function of the executable in
-/// which async preemption is allowed, `Some(false)` if in a denied one,
-/// `None` if outside every known function or no table is built yet (call
-/// [`async_preempt_supported`] first).
-pub fn pc_preemptible(pc: usize) -> Option<bool> {
-    symtab::lookup(pc)
-}
+    /// Whether async preemption can work in this process: x86_64 Linux and
+    /// an executable with a `.symtab` (builds the symbol table on first call;
+    /// warns once on stderr if it is missing).
+    pub fn async_preempt_supported() -> bool {
+        arch::SUPPORTED && symtab::ensure_built()
+    }
 
-/// Diagnostic: number of functions in the symbol table (0 if none).
-pub fn symbol_count() -> usize {
-    symtab::len()
-}
+    /// `Some(true)` if `pc` lies in a function of the executable in which
+    /// async preemption is allowed, `Some(false)` if in a denied one, `None`
+    /// if outside every known function or no table is built yet (call
+    /// [`async_preempt_supported`] first).
+    pub fn pc_preemptible(pc: usize) -> Option<bool> {
+        symtab::lookup(pc)
+    }
 
-/// Diagnostic: size in bytes of the extended-state area the trampoline saves
-/// and the instruction used ("xsavec", "xsave", "fxsave"; "none" if
-/// unsupported). Valid after a preemptor with async preemption started.
-pub fn xsave_info() -> (usize, &'static str) {
-    (arch::xsave_size(), arch::xsave_mode_name())
-}
+    /// Number of functions in the symbol table (0 if none).
+    pub fn symbol_count() -> usize {
+        symtab::len()
+    }
 
-/// Diagnostic: whether `name` (a demangled, hash-free function path) would
-/// be allowed for async preemption given the built-in list and the prefixes
-/// registered so far.
-pub fn name_preemptible(name: &str, extra_deny: &[String]) -> bool {
-    symtab::name_allowed_with_registered(name, extra_deny)
+    /// Size in bytes of the extended-state area the trampoline saves and the
+    /// instruction used ("xsavec", "xsave", "fxsave"; "none" if
+    /// unsupported). Valid after a preemptor with async preemption started.
+    pub fn xsave_info() -> (usize, &'static str) {
+        (arch::xsave_size(), arch::xsave_mode_name())
+    }
+
+    /// Whether `name` (a demangled, hash-free function path) would be
+    /// allowed for async preemption given the built-in list and the prefixes
+    /// registered so far.
+    pub fn name_preemptible(name: &str, extra_deny: &[String]) -> bool {
+        symtab::name_allowed_with_registered(name, extra_deny)
+    }
+
+    /// Asks for the preemption of the coroutine `slot` runs now, without
+    /// waiting for its quantum: sets the request for the current run (seen
+    /// by [`should_yield`](crate::should_yield)) and, with async preemption
+    /// on, signals the worker. Returns false if no coroutine is running.
+    /// Counts as a `preempt_request`. Callable from any thread; sysmon
+    /// retries as usual if the handler declines.
+    pub fn request_preempt(slot: &Slot) -> bool {
+        slot.request_preempt()
+    }
 }

@@ -56,22 +56,22 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
         // SAFETY: the registration keeps the Arc<Slot> alive while the pointer
         // is published, and clears the pointer before releasing it.
         let slot = unsafe { &*slot };
-        slot.h.ack.fetch_add(1, Ordering::Relaxed);
-        slot.s.signal_pending.store(false, Ordering::Relaxed);
-        let tick = slot.w.tick.load(Ordering::Relaxed);
-        let requested = slot.s.request_tick.load(Ordering::Acquire) == tick
-            && slot.w.state.load(Ordering::Acquire) == RUNNING_COROUTINE;
+        slot.handler.ack.fetch_add(1, Ordering::Relaxed);
+        slot.sysmon.signal_pending.store(false, Ordering::Relaxed);
+        let tick = slot.worker.tick.load(Ordering::Relaxed);
+        let requested = slot.sysmon.request_tick.load(Ordering::Acquire) == tick
+            && slot.worker.state.load(Ordering::Acquire) == RUNNING_COROUTINE;
         if requested {
             // SAFETY: ctx is this handler's ucontext.
             if unsafe { is_async_safe_point(slot, ctx) } {
-                slot.h.pushed.store(true, Ordering::Relaxed);
-                slot.s.request_tick.store(0, Ordering::Relaxed);
+                slot.handler.pushed.store(true, Ordering::Relaxed);
+                slot.sysmon.request_tick.store(0, Ordering::Relaxed);
                 // SAFETY: is_async_safe_point verified that RSP is inside the
                 // coroutine stack with room for the pushed words and the whole
                 // trampoline frame, and that RIP is in allowed executable code.
                 unsafe { arch::push_call(ctx) };
             } else {
-                slot.h.declined.fetch_add(1, Ordering::Relaxed);
+                slot.handler.declined.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -87,15 +87,15 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 unsafe fn is_async_safe_point(slot: &Slot, ctx: *mut libc::c_void) -> bool {
     if !slot.async_enabled.load(Ordering::Relaxed)
         || crate::HOOK.load(Ordering::Acquire) == 0
-        || slot.h.pushed.load(Ordering::Relaxed)
+        || slot.handler.pushed.load(Ordering::Relaxed)
         || crate::NO_PREEMPT.with(|c| c.get()) != 0
     {
         return false;
     }
     // SAFETY: forwarded contract.
     let (pc, sp) = unsafe { arch::context_pc_sp(ctx) };
-    let lo = slot.w.stack_lo.load(Ordering::Relaxed);
-    let hi = slot.w.stack_hi.load(Ordering::Relaxed);
+    let lo = slot.worker.stack_lo.load(Ordering::Relaxed);
+    let hi = slot.worker.stack_hi.load(Ordering::Relaxed);
     let need = arch::PUSHED_BYTES + arch::GPR_FRAME_BYTES + arch::xsave_size() + HOOK_HEADROOM;
     let Some(min_sp) = lo.checked_add(need) else {
         return false;
@@ -120,8 +120,8 @@ pub(crate) extern "C" fn trampoline_rust() {
     if !slot.is_null() {
         // SAFETY: see `handler`.
         let slot = unsafe { &*slot };
-        slot.h.pushed.store(false, Ordering::Relaxed);
-        slot.h.preemptions.fetch_add(1, Ordering::Relaxed);
+        slot.handler.pushed.store(false, Ordering::Relaxed);
+        slot.handler.preemptions.fetch_add(1, Ordering::Relaxed);
     }
     let hook = crate::HOOK.load(Ordering::Acquire);
     if hook != 0 {

@@ -5,6 +5,7 @@ use crate::{now_ns, Slot, IDLE, RUNNING_COROUTINE, RUNNING_FUTURE};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+use urgent_stackful::sync::lock;
 
 /// First re-check after a signal that did not end the run.
 const RETRY_NS: u64 = 100_000;
@@ -32,7 +33,7 @@ impl Wake {
     /// Wakes sysmon if it sleeps with no deadline (only the first caller pays).
     pub(crate) fn wake(&self) {
         if self.idle.swap(false, Ordering::SeqCst) {
-            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _g = lock(&self.lock);
             self.cv.notify_one();
         }
     }
@@ -40,14 +41,14 @@ impl Wake {
     /// Makes sysmon re-scan now, whatever it sleeps on.
     pub(crate) fn kick(&self) {
         self.idle.store(false, Ordering::SeqCst);
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = lock(&self.lock);
         self.cv.notify_one();
     }
 
     pub(crate) fn shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.idle.store(false, Ordering::SeqCst);
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = lock(&self.lock);
         self.cv.notify_all();
     }
 }
@@ -72,11 +73,11 @@ struct Watch {
 /// Consistent snapshot of a slot's worker fields (seqlock-style re-read of
 /// the tick).
 pub(crate) fn snapshot(slot: &Slot) -> Option<(u8, u64, u64)> {
-    let t1 = slot.w.tick.load(Ordering::Acquire);
-    let state = slot.w.state.load(Ordering::Acquire);
-    let start = slot.w.run_start.load(Ordering::Acquire);
+    let t1 = slot.worker.tick.load(Ordering::Acquire);
+    let state = slot.worker.state.load(Ordering::Acquire);
+    let start = slot.worker.run_start.load(Ordering::Acquire);
     std::sync::atomic::fence(Ordering::Acquire);
-    let t2 = slot.w.tick.load(Ordering::Acquire);
+    let t2 = slot.worker.tick.load(Ordering::Acquire);
     (t1 == t2).then_some((state, t1, start))
 }
 
@@ -86,13 +87,13 @@ pub(crate) fn send_signal(slot: &Slot, pid: i32) {
     if tid == 0 {
         return;
     }
-    slot.s.signal_pending.store(true, Ordering::Release);
+    slot.sysmon.signal_pending.store(true, Ordering::Release);
     // SAFETY: tgkill with our own pid only reaches threads of this process; a
     // stale tid gets ESRCH or, if reused by another of our threads, a
     // spurious SIGURG, which the protocol tolerates.
     let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGURG) };
     if r != 0 {
-        slot.s.signal_pending.store(false, Ordering::Relaxed);
+        slot.sysmon.signal_pending.store(false, Ordering::Relaxed);
     }
 }
 
@@ -136,20 +137,20 @@ pub(crate) fn run(slots: Vec<Arc<Slot>>, wake: Arc<Wake>, quantum_ns: u64, async
                     }
                     let deadline = start.saturating_add(quantum_ns);
                     if !w.requested {
-                        // A request made by `Slot::request_preempt` (which
+                        // A request made by `diagnostics::request_preempt` (which
                         // signalled already) is retried like our own.
-                        let external = slot.s.request_tick.load(Ordering::Acquire) == tick;
+                        let external = slot.sysmon.request_tick.load(Ordering::Acquire) == tick;
                         if now < deadline && !external {
                             next = next.min(deadline);
                             continue;
                         }
                         w.requested = true;
                         if !external {
-                            slot.s.request_tick.store(tick, Ordering::Release);
-                            slot.s.preempt_requests.fetch_add(1, Ordering::Relaxed);
+                            slot.sysmon.request_tick.store(tick, Ordering::Release);
+                            slot.sysmon.preempt_requests.fetch_add(1, Ordering::Relaxed);
                         }
                         if async_on && slot.async_enabled() {
-                            if !external && !slot.s.signal_pending.load(Ordering::Acquire) {
+                            if !external && !slot.sysmon.signal_pending.load(Ordering::Acquire) {
                                 send_signal(slot, pid);
                             }
                             w.retry_at = now + w.backoff;
@@ -160,7 +161,7 @@ pub(crate) fn run(slots: Vec<Arc<Slot>>, wake: Arc<Wake>, quantum_ns: u64, async
                             // Same run still going on: the handler declined,
                             // the hook returned without suspending, or the
                             // signal is still in flight. Request again.
-                            slot.s.request_tick.store(tick, Ordering::Release);
+                            slot.sysmon.request_tick.store(tick, Ordering::Release);
                             send_signal(slot, pid);
                             w.backoff = (w.backoff * 2).min(max_backoff);
                             w.retry_at = now + w.backoff;
@@ -176,7 +177,7 @@ pub(crate) fn run(slots: Vec<Arc<Slot>>, wake: Arc<Wake>, quantum_ns: u64, async
                         w.fut_counted = false;
                     } else if !w.fut_counted && now.saturating_sub(w.fut_since) >= quantum_ns {
                         w.fut_counted = true;
-                        slot.s.long_polls.fetch_add(1, Ordering::Relaxed);
+                        slot.sysmon.long_polls.fetch_add(1, Ordering::Relaxed);
                     }
                     // Sample every quantum while a future is being polled.
                     let sample = if w.fut_counted {
@@ -193,11 +194,11 @@ pub(crate) fn run(slots: Vec<Arc<Slot>>, wake: Arc<Wake>, quantum_ns: u64, async
         if next == u64::MAX {
             // Nothing to time: sleep with no deadline. Publish `idle`, then
             // re-scan (Dekker with coroutine_started's SeqCst state store).
-            let mut g = wake.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let mut g = lock(&wake.lock);
             wake.idle.store(true, Ordering::SeqCst);
             let news = slots.iter().zip(watch.iter()).any(|(slot, w)| {
-                let state = slot.w.state.load(Ordering::SeqCst);
-                let tick = slot.w.tick.load(Ordering::SeqCst);
+                let state = slot.worker.state.load(Ordering::SeqCst);
+                let tick = slot.worker.tick.load(Ordering::SeqCst);
                 state == RUNNING_FUTURE
                     || (state == RUNNING_COROUTINE && (!w.coro_seen || tick != w.coro_tick))
             });
@@ -209,7 +210,7 @@ pub(crate) fn run(slots: Vec<Arc<Slot>>, wake: Arc<Wake>, quantum_ns: u64, async
                 g = wake.cv.wait(g).unwrap_or_else(|e| e.into_inner());
             }
         } else if next > now {
-            let g = wake.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let g = lock(&wake.lock);
             if wake.shutdown.load(Ordering::SeqCst) {
                 break;
             }

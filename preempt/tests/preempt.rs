@@ -52,7 +52,7 @@ fn repeat_until_preempted<R: PartialEq + std::fmt::Debug + Send + 'static>(
 #[test]
 fn preempts_call_free_int_f64_loop_bit_identically() {
     let _s = serial();
-    assert!(urgent_preempt::async_preempt_supported());
+    assert!(urgent_preempt::diagnostics::async_preempt_supported());
     let p = preemptor(200, true, 1);
     assert!(p.async_enabled());
     let reference = std::thread::spawn(|| int_f64_work(2_000_000))
@@ -91,7 +91,7 @@ fn avx2_fma_state_survives_preemption() {
     let (runs, m, _) = repeat_until_preempted(&p, 300, reference, work);
     eprintln!(
         "avx2/fma: runs {runs}, {m:?}, xsave {:?}",
-        urgent_preempt::xsave_info()
+        urgent_preempt::diagnostics::xsave_info()
     );
     assert!(m.preemptions >= 300, "{m:?}");
 }
@@ -332,28 +332,43 @@ fn sysmon_wakes_from_idle_sleep() {
 
 #[test]
 fn symbol_table_classifies_functions() {
-    assert!(urgent_preempt::async_preempt_supported());
-    assert!(urgent_preempt::symbol_count() > 100);
+    assert!(urgent_preempt::diagnostics::async_preempt_supported());
+    assert!(urgent_preempt::diagnostics::symbol_count() > 100);
     let test_fn = int_f64_work as *const () as usize;
     let std_fn = std::io::stdout as *const () as usize;
     let std_fmt = <std::string::String as std::fmt::Write>::write_str as *const () as usize;
-    assert_eq!(urgent_preempt::pc_preemptible(test_fn + 1), Some(true));
-    assert_eq!(urgent_preempt::pc_preemptible(std_fn + 1), Some(false));
-    assert_eq!(urgent_preempt::pc_preemptible(std_fmt + 1), Some(false));
+    assert_eq!(
+        urgent_preempt::diagnostics::pc_preemptible(test_fn + 1),
+        Some(true)
+    );
+    assert_eq!(
+        urgent_preempt::diagnostics::pc_preemptible(std_fn + 1),
+        Some(false)
+    );
+    assert_eq!(
+        urgent_preempt::diagnostics::pc_preemptible(std_fmt + 1),
+        Some(false)
+    );
     let own = urgent_preempt::should_yield as *const () as usize;
-    assert_eq!(urgent_preempt::pc_preemptible(own + 1), Some(false));
+    assert_eq!(
+        urgent_preempt::diagnostics::pc_preemptible(own + 1),
+        Some(false)
+    );
     // libc lives in another object: never preemptible.
     let libc_fn = libc::getpid as *const () as usize;
-    assert_ne!(urgent_preempt::pc_preemptible(libc_fn), Some(true));
-    assert!(!urgent_preempt::name_preemptible(
+    assert_ne!(
+        urgent_preempt::diagnostics::pc_preemptible(libc_fn),
+        Some(true)
+    );
+    assert!(!urgent_preempt::diagnostics::name_preemptible(
         "std::io::stdio::_print",
         &[]
     ));
-    assert!(urgent_preempt::name_preemptible(
+    assert!(urgent_preempt::diagnostics::name_preemptible(
         "preempt::int_f64_work",
         &[]
     ));
-    assert!(!urgent_preempt::name_preemptible(
+    assert!(!urgent_preempt::diagnostics::name_preemptible(
         "preempt::int_f64_work",
         &["preempt::".into()]
     ));
@@ -436,8 +451,8 @@ fn stripped_child() {
     if std::env::var_os("URGENT_PREEMPT_STRIPPED_CHILD").is_none() {
         return;
     }
-    assert!(!urgent_preempt::async_preempt_supported());
-    assert!(!urgent_preempt::async_preempt_supported()); // warns once only
+    assert!(!urgent_preempt::diagnostics::async_preempt_supported());
+    assert!(!urgent_preempt::diagnostics::async_preempt_supported()); // warns once only
     let p = preemptor(200, true, 1);
     assert!(!p.async_enabled());
     let (yielded, m, _) = run_on_slot(&p, 0, |_| {
@@ -524,11 +539,16 @@ fn request_preempt_preempts_before_the_quantum() {
     // A 10 s quantum: only the explicit request can preempt.
     let p = preemptor(10_000_000, true, 1);
     let slot = p.slot(0);
-    assert!(!slot.request_preempt(), "nothing running yet");
+    assert!(
+        !urgent_preempt::diagnostics::request_preempt(&slot),
+        "nothing running yet"
+    );
     let requester = {
         let slot = slot.clone();
         std::thread::spawn(move || {
-            assert!(wait_until(|| slot.request_preempt()));
+            assert!(wait_until(|| urgent_preempt::diagnostics::request_preempt(
+                &slot
+            )));
             wait_until(|| slot.metrics().preemptions >= 1)
         })
     };
@@ -556,7 +576,7 @@ fn declined_request_preempt_is_retried_by_sysmon() {
         std::thread::spawn(move || {
             // Request once, while the victim is inside a NoPreempt region.
             assert!(wait_until(|| guarded.load(Ordering::Acquire)));
-            assert!(slot.request_preempt());
+            assert!(urgent_preempt::diagnostics::request_preempt(&slot));
         })
     };
     let ((), m, _) = run_on_slot(&p, 0, move |slot| {

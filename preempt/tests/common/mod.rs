@@ -8,11 +8,12 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use urgent_preempt::{PreemptMetrics, Preemptor, Slot};
+use urgent_stackful::sync::lock;
 
 /// Serialises CPU-heavy tests (2 shared cores).
 pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&SERIAL)
 }
 
 thread_local! {
@@ -54,7 +55,7 @@ pub fn hook() {
     TOTAL_HOOK_CALLS.fetch_add(1, Ordering::Relaxed);
     if CAPTURE_BACKTRACE.with(|c| c.replace(false)) {
         let bt = std::backtrace::Backtrace::force_capture().to_string();
-        *CAPTURED.lock().unwrap_or_else(|e| e.into_inner()) = Some(bt);
+        *lock(&CAPTURED) = Some(bt);
     }
     // The executor's suspend path may allocate: so does the test hook.
     std::hint::black_box(Box::new([0u8; 48]));
