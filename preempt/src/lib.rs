@@ -64,11 +64,13 @@
 //!    signal frame never lands on a small coroutine stack.
 //! 2. **Run.** Before resuming a coroutine the worker calls
 //!    [`Slot::coroutine_started`]: stack bounds, `run_start` (CLOCK_MONOTONIC
-//!    ns) and the bumped `tick` are stored first, then `state = COROUTINE` with
-//!    a SeqCst store (release for the fields above, and ordered before the
-//!    following load of sysmon's `idle` flag: Dekker-style, so either sysmon's
-//!    re-scan sees the new run or the worker sees `idle` and wakes sysmon).
-//! 3. **sysmon** is deadline driven. It scans all slots; reads are
+//!    ns) and the bumped `tick` are stored first, then `state = COROUTINE`
+//!    (release), then a SeqCst fence and a load of sysmon's `idle` flag:
+//!    Dekker-style with sysmon's own fence, so either sysmon's re-scan sees
+//!    the new run or the worker sees `idle` and wakes sysmon (the handshake
+//!    is `sysmon/gate.rs`, model-checked by `tests/loom_sysmon.rs`).
+//! 3. **sysmon** is deadline driven (the per-slot state machine is in
+//!    `sysmon/mod.rs`). It scans all slots; reads are
 //!    seqlock-style (tick, state, run_start, tick again; a changed tick means
 //!    "look again"). It sleeps until the earliest `run_start + quantum` of the
 //!    coroutines running (or an earlier retry), samples every quantum while
@@ -80,10 +82,11 @@
 //! 4. **Request.** At the deadline, same tick and still `COROUTINE`: store
 //!    `request_tick = tick` (release), count `preempt_requests`, and when async
 //!    preemption is on and no signal is pending, set `signal_pending` and
-//!    `tgkill(pid, tid, SIGURG)`. Then re-check after 100 µs (doubling up to
-//!    `clamp(quantum, 1 ms, 10 ms)`): if the same run is still going on (the
-//!    handler declined, or the signal was lost), request and signal again. With
-//!    async preemption off only the request is made; `should_yield` reports it.
+//!    `tgkill(pid, tid, SIGURG)`. Then re-check every 150 µs (a constant
+//!    interval): while the same run is still going on (the handler declined,
+//!    or the signal is still in flight), request again and signal again if no
+//!    signal is pending. With async preemption off only the request is made;
+//!    `should_yield` reports it.
 //! 5. **Handler** (raw `sigaction(SIGURG, SA_SIGINFO|SA_ONSTACK|SA_RESTART)`):
 //!    first chains to the previously installed SIGURG handler (SIG_DFL/SIG_IGN
 //!    mean ignore), then, on a thread with a slot, bumps `ack`, clears
@@ -288,7 +291,7 @@ pub struct Slot {
     pub(crate) tid: AtomicI32,
     quantum_ns: u64,
     pub(crate) async_enabled: AtomicBool,
-    wake: Arc<sysmon::Wake>,
+    monitor: Arc<sysmon::Sysmon>,
     /// Written by the worker thread only.
     pub(crate) worker: CachePadded<WorkerLine>,
     /// Written mostly by sysmon.
@@ -346,13 +349,18 @@ fn gettid() -> i32 {
 }
 
 impl Slot {
-    fn new(index: usize, quantum_ns: u64, async_enabled: bool, wake: Arc<sysmon::Wake>) -> Slot {
+    fn new(
+        index: usize,
+        quantum_ns: u64,
+        async_enabled: bool,
+        monitor: Arc<sysmon::Sysmon>,
+    ) -> Slot {
         Slot {
             index,
             tid: AtomicI32::new(0),
             quantum_ns,
             async_enabled: AtomicBool::new(async_enabled),
-            wake,
+            monitor,
             worker: CachePadded(WorkerLine {
                 tick: AtomicU64::new(0),
                 run_start: AtomicU64::new(0),
@@ -410,10 +418,9 @@ impl Slot {
             w.tick.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Release,
         );
-        w.state.store(RUNNING_COROUTINE, Ordering::SeqCst);
-        if self.wake.idle.load(Ordering::SeqCst) {
-            self.wake.wake();
-        }
+        w.state.store(RUNNING_COROUTINE, Ordering::Release);
+        // The Dekker half of sysmon's idle sleep (fence, then `idle`).
+        self.monitor.gate.published();
     }
 
     /// The coroutine returned control to the worker (finished, suspended or
@@ -437,9 +444,7 @@ impl Slot {
             Ordering::Relaxed,
         );
         w.state.store(RUNNING_FUTURE, Ordering::Release);
-        if self.wake.idle.load(Ordering::Relaxed) {
-            self.wake.wake();
-        }
+        self.monitor.gate.hint();
     }
 
     /// The worker runs runtime code or goes to sleep: bump tick, `state = IDLE`.
@@ -460,18 +465,20 @@ impl Slot {
     /// if the handler declines. Only tests and benches use it today
     /// ([`diagnostics::request_preempt`]).
     pub(crate) fn request_preempt(&self) -> bool {
-        let Some((state, tick, _)) = sysmon::snapshot(self) else {
+        let Some(sysmon::Sample {
+            state: RUNNING_COROUTINE,
+            tick,
+            ..
+        }) = sysmon::snapshot(self)
+        else {
             return false;
         };
-        if state != RUNNING_COROUTINE {
-            return false;
-        }
         self.sysmon.request_tick.store(tick, Ordering::Release);
         self.sysmon.preempt_requests.fetch_add(1, Ordering::Relaxed);
         if self.async_enabled() && gettid() != self.tid.load(Ordering::Relaxed) {
             sysmon::send_signal(self, std::process::id() as i32);
             // Let sysmon schedule retries in case the handler declines.
-            self.wake.kick();
+            self.monitor.gate.kick();
         }
         true
     }
@@ -542,7 +549,7 @@ pub enum Activity {
 /// still holding them, but nobody watches them any more).
 pub struct Preemptor {
     slots: Vec<Arc<Slot>>,
-    wake: Arc<sysmon::Wake>,
+    monitor: Arc<sysmon::Sysmon>,
     sysmon: Option<JoinHandle<()>>,
     async_enabled: bool,
     quantum: Duration,
@@ -590,21 +597,21 @@ impl Preemptor {
         let quantum_ns = u64::try_from(config.quantum.as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
-        let wake = Arc::new(sysmon::Wake::new());
+        let monitor = Arc::new(sysmon::Sysmon::new());
         let slots: Vec<Arc<Slot>> = (0..workers)
-            .map(|i| Arc::new(Slot::new(i, quantum_ns, async_enabled, wake.clone())))
+            .map(|i| Arc::new(Slot::new(i, quantum_ns, async_enabled, monitor.clone())))
             .collect();
         let sysmon = {
             let slots = slots.clone();
-            let wake = wake.clone();
+            let monitor = monitor.clone();
             std::thread::Builder::new()
                 .name("urgent-sysmon".into())
                 .stack_size(256 * 1024)
-                .spawn(move || sysmon::run(slots, wake, quantum_ns, async_enabled))?
+                .spawn(move || sysmon::run(slots, monitor, quantum_ns, async_enabled))?
         };
         Ok(Preemptor {
             slots,
-            wake,
+            monitor,
             sysmon: Some(sysmon),
             async_enabled,
             quantum: config.quantum,
@@ -638,7 +645,7 @@ impl Preemptor {
 
 impl Drop for Preemptor {
     fn drop(&mut self) {
-        self.wake.shutdown();
+        self.monitor.gate.shutdown();
         if let Some(t) = self.sysmon.take() {
             let _ = t.join();
         }
@@ -721,7 +728,8 @@ pub fn is_disabled() -> bool {
 /// Test and benchmark hooks: not part of the API, may change at any time.
 #[doc(hidden)]
 pub mod diagnostics {
-    use crate::{arch, symtab, Slot};
+    use crate::{arch, symtab, Preemptor, Slot};
+    use std::sync::atomic::Ordering;
 
     /// Whether async preemption can work in this process: x86_64 Linux and
     /// an executable with a `.symtab` (builds the symbol table on first call;
@@ -765,5 +773,11 @@ pub mod diagnostics {
     /// retries as usual if the handler declines.
     pub fn request_preempt(slot: &Slot) -> bool {
         slot.request_preempt()
+    }
+
+    /// How many times `p`'s sysmon thread has woken up and scanned the
+    /// slots.
+    pub fn sysmon_wakeups(p: &Preemptor) -> u64 {
+        p.monitor.wakeups.load(Ordering::Relaxed)
     }
 }

@@ -599,3 +599,50 @@ fn declined_request_preempt_is_retried_by_sysmon() {
     assert!(m.preemptions >= 1, "{m:?}");
     assert_eq!(m.preempt_requests, 1, "{m:?}");
 }
+
+/// sysmon's wake-ups: a request that succeeds stops the retries (a few
+/// wake-ups per preemption), and a declined one is retried on a short
+/// constant interval (150 µs), not faster. Counts, not speed: the bounds
+/// only grow if the machine is slow.
+#[test]
+fn sysmon_wakeups_stay_bounded() {
+    let _s = serial();
+    let p = preemptor(1000, true, 1);
+    let w0 = urgent_preempt::diagnostics::sysmon_wakeups(&p);
+    let (_, m, _) = run_on_slot(&p, 0, |slot| {
+        while slot.metrics().preemptions < 100 {
+            std::hint::black_box(int_f64_work(100_000));
+        }
+    });
+    let w1 = urgent_preempt::diagnostics::sysmon_wakeups(&p);
+    let per = (w1 - w0) as f64 / m.preemptions as f64;
+    eprintln!(
+        "common case: {} wake-ups for {} preemptions ({per:.2} each), {m:?}",
+        w1 - w0,
+        m.preemptions
+    );
+    // Deadline, retry check, and the idle sleeps around each run.
+    assert!(per < 6.0, "{} wake-ups, {m:?}", w1 - w0);
+
+    let (elapsed, m, _) = run_on_slot(&p, 0, |slot| {
+        let _g = urgent_preempt::disable();
+        let t = Instant::now();
+        while slot.metrics().preempt_declined < 200 && t.elapsed() < Duration::from_secs(20) {
+            std::hint::black_box(int_f64_work(100_000));
+        }
+        t.elapsed()
+    });
+    let w2 = urgent_preempt::diagnostics::sysmon_wakeups(&p);
+    let rate = (w2 - w1) as f64 / elapsed.as_secs_f64();
+    eprintln!(
+        "declined: {} wake-ups in {elapsed:?} ({rate:.0}/s), {m:?}",
+        w2 - w1
+    );
+    assert!(m.preempt_declined >= 200, "{m:?}");
+    assert_eq!(m.preemptions, 0, "{m:?}");
+    // At most one retry per 150 µs (6 667/s) plus the odd extra wake-up.
+    assert!(
+        (w2 - w1) as f64 <= elapsed.as_secs_f64() / 150e-6 * 1.2 + 50.0,
+        "{rate:.0} wake-ups/s"
+    );
+}
