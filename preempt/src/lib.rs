@@ -4,7 +4,9 @@
 //!
 //! # What this crate does
 //!
-//! A runtime creates one [`Preemptor`] with one [`Slot`] per worker thread.
+//! A runtime creates one [`Preemptor`] with one [`Slot`] per worker thread;
+//! a thread created later gets its own with [`Preemptor::add_slot`] (slots
+//! belong to threads).
 //! Workers tell their slot what they are doing (running a coroutine, polling a
 //! plain future, idle). A monitor thread, *sysmon* (`urgent-sysmon`), notices
 //! a coroutine that has run longer than its quantum and asks it to stop: it
@@ -244,6 +246,9 @@ impl std::ops::AddAssign for PreemptMetrics {
         self.long_polls += o.long_polls;
     }
 }
+
+/// Slots [`Preemptor::add_slot`] can hand out at once, beyond the workers'.
+const MAX_ADDED_SLOTS: usize = 1024;
 
 pub(crate) const IDLE: u8 = 0;
 pub(crate) const RUNNING_FUTURE: u8 = 1;
@@ -496,7 +501,8 @@ impl Slot {
         }
     }
 
-    /// Index of this slot in its [`Preemptor`].
+    /// Index of this slot in its [`Preemptor`] (workers first, then the
+    /// slots added later).
     pub fn index(&self) -> usize {
         self.index
     }
@@ -544,11 +550,14 @@ pub enum Activity {
     Coroutine(Duration),
 }
 
-/// One per runtime: owns the per-worker slots and the sysmon thread
+/// One per runtime: owns the slots (one per worker thread, plus any added
+/// later with [`Preemptor::add_slot`]) and the sysmon thread
 /// (`urgent-sysmon`). Dropping it stops sysmon (slots stay valid for threads
 /// still holding them, but nobody watches them any more).
 pub struct Preemptor {
-    slots: Vec<Arc<Slot>>,
+    slots: Arc<sysmon::SlotList>,
+    workers: usize,
+    quantum_ns: u64,
     monitor: Arc<sysmon::Sysmon>,
     sysmon: Option<JoinHandle<()>>,
     async_enabled: bool,
@@ -598,9 +607,12 @@ impl Preemptor {
             .unwrap_or(u64::MAX)
             .max(1);
         let monitor = Arc::new(sysmon::Sysmon::new());
-        let slots: Vec<Arc<Slot>> = (0..workers)
-            .map(|i| Arc::new(Slot::new(i, quantum_ns, async_enabled, monitor.clone())))
-            .collect();
+        let slots = Arc::new(sysmon::SlotList::with_capacity(workers + MAX_ADDED_SLOTS));
+        for _ in 0..workers {
+            slots.add(None, |i| {
+                Arc::new(Slot::new(i, quantum_ns, async_enabled, monitor.clone()))
+            });
+        }
         let sysmon = {
             let slots = slots.clone();
             let monitor = monitor.clone();
@@ -611,6 +623,8 @@ impl Preemptor {
         };
         Ok(Preemptor {
             slots,
+            workers,
+            quantum_ns,
             monitor,
             sysmon: Some(sysmon),
             async_enabled,
@@ -618,15 +632,52 @@ impl Preemptor {
         })
     }
 
-    /// The slot of worker `worker` (panics if out of range).
+    /// The slot of worker `worker`, one of the `workers` given to
+    /// [`Preemptor::start`] (panics if out of range).
     pub fn slot(&self, worker: usize) -> Arc<Slot> {
-        self.slots[worker].clone()
+        assert!(
+            worker < self.workers,
+            "urgent-preempt: no worker {worker} (the preemptor has {} workers); \
+             threads added later get their slot from Preemptor::add_slot",
+            self.workers
+        );
+        self.slots
+            .get(worker)
+            .expect("worker slots are added at start")
+            .clone()
     }
 
-    /// Counters summed over all slots.
+    /// A slot for a thread created after the start (e.g. a spare thread
+    /// that takes over a worker's core), watched by sysmon like the workers'
+    /// slots. The thread registers it with [`Slot::register_current_thread`]
+    /// and drops it when it exits; the slot is then handed out again by a
+    /// later call. Its index ([`Slot::index`]) is at least the number of
+    /// workers.
+    ///
+    /// Errors: more than 1024 added slots held at once (`OutOfMemory`,
+    /// naming the limit).
+    pub fn add_slot(&self) -> io::Result<Arc<Slot>> {
+        let async_enabled = self.async_enabled;
+        let (quantum_ns, monitor) = (self.quantum_ns, &self.monitor);
+        self.slots
+            .add(Some(self.workers), |i| {
+                Arc::new(Slot::new(i, quantum_ns, async_enabled, monitor.clone()))
+            })
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!(
+                        "urgent-preempt: all {MAX_ADDED_SLOTS} added slots are held by live \
+                         threads; drop the slots of threads that exited"
+                    ),
+                )
+            })
+    }
+
+    /// Counters summed over all slots (added ones included).
     pub fn metrics(&self) -> PreemptMetrics {
         let mut m = PreemptMetrics::default();
-        for s in &self.slots {
+        for s in self.slots.iter() {
             m += s.metrics();
         }
         m

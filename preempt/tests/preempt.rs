@@ -646,3 +646,49 @@ fn sysmon_wakeups_stay_bounded() {
         "{rate:.0} wake-ups/s"
     );
 }
+
+/// A slot added after the start (a thread created later) is watched by
+/// sysmon like the workers': its overrunning coroutine is preempted. Once
+/// its thread is gone and the slot dropped, the next `add_slot` hands it out
+/// again.
+#[test]
+fn added_slot_is_watched_and_recycled() {
+    let _s = serial();
+    let p = preemptor(500, true, 1);
+    // sysmon is asleep with no deadline by now (nothing runs).
+    std::thread::sleep(Duration::from_millis(20));
+    let slot = p.add_slot().unwrap();
+    assert_eq!(slot.index(), 1);
+    let index = slot.index();
+    let ((), m, calls) = run_with_slot(slot, |slot| {
+        let end = Instant::now() + Duration::from_secs(10);
+        while slot.metrics().preemptions < 5 && Instant::now() < end {
+            std::hint::black_box(int_f64_work(100_000));
+        }
+    });
+    assert!(m.preemptions >= 5, "{m:?}");
+    assert_eq!(calls, m.preemptions);
+    assert!(
+        p.metrics().preemptions >= 5,
+        "added slots count in the total"
+    );
+    // The thread exited and `run_with_slot` dropped its Arc: recycled.
+    let again = p.add_slot().unwrap();
+    assert_eq!(again.index(), index);
+    let other = p.add_slot().unwrap();
+    assert_eq!(
+        other.index(),
+        index + 1,
+        "a held slot is not handed out twice"
+    );
+}
+
+#[test]
+fn slot_names_the_fix_for_an_index_beyond_the_workers() {
+    let p = preemptor(1000, true, 1);
+    let Err(err) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.slot(1))) else {
+        panic!("slot(1) of a one-worker preemptor did not panic");
+    };
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("Preemptor::add_slot"), "{msg}");
+}

@@ -53,8 +53,10 @@
 //! the worker line and the handler's `ack`.
 
 mod gate;
+mod slots;
 
 pub use gate::Gate;
+pub(crate) use slots::SlotList;
 
 /// The primitives `gate.rs` is written against: std's here, loom's when
 /// `tests/loom_sysmon.rs` compiles `gate.rs` under `--cfg loom`.
@@ -282,9 +284,9 @@ fn set_timer_slack() {
 }
 
 /// sysmon's main loop; returns at shutdown.
-pub(crate) fn run(slots: Vec<Arc<Slot>>, shared: Arc<Sysmon>, quantum_ns: u64, async_on: bool) {
+pub(crate) fn run(slots: Arc<SlotList>, shared: Arc<Sysmon>, quantum_ns: u64, async_on: bool) {
     set_timer_slack();
-    let mut watches: Vec<Watch> = vec![Watch::Idle; slots.len()];
+    let mut watches: Vec<Watch> = Vec::with_capacity(slots.capacity());
     let mut scan = Scan {
         now: 0,
         quantum_ns,
@@ -295,6 +297,8 @@ pub(crate) fn run(slots: Vec<Arc<Slot>>, shared: Arc<Sysmon>, quantum_ns: u64, a
         shared.wakeups.fetch_add(1, Ordering::Relaxed);
         scan.now = now_ns();
         let mut next = u64::MAX;
+        // Slots added since the last scan start as Idle.
+        watches.resize(slots.len(), Watch::Idle);
         for (slot, watch) in slots.iter().zip(watches.iter_mut()) {
             let Some(sample) = snapshot(slot) else {
                 next = scan.now; // The worker moved on mid-read: look again.
@@ -305,7 +309,15 @@ pub(crate) fn run(slots: Vec<Arc<Slot>>, shared: Arc<Sysmon>, quantum_ns: u64, a
             next = next.min(at.unwrap_or(u64::MAX));
         }
         if next == u64::MAX {
-            let news = || slots.iter().zip(&watches).any(|(s, w)| news(s, *w));
+            // A slot added meanwhile is news only once it runs something,
+            // which its thread publishes through the gate like any other.
+            let news = || {
+                let watched = watches
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat(Watch::Idle));
+                slots.iter().zip(watched).any(|(s, w)| news(s, w))
+            };
             shared.gate.sleep(news);
         } else if next > scan.now {
             shared.gate.sleep_for(next - scan.now);

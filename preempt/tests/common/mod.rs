@@ -111,11 +111,20 @@ pub fn run_on_slot<R: Send + 'static>(
     idx: usize,
     f: impl FnOnce(&Arc<Slot>) -> R + Send + 'static,
 ) -> (R, PreemptMetrics, u64) {
-    let slot = p.slot(idx);
+    run_with_slot(p.slot(idx), f)
+}
+
+/// [`run_on_slot`] with a given slot (e.g. one from `Preemptor::add_slot`).
+pub fn run_with_slot<R: Send + 'static>(
+    slot: Arc<Slot>,
+    f: impl FnOnce(&Arc<Slot>) -> R + Send + 'static,
+) -> (R, PreemptMetrics, u64) {
     let before = slot.metrics();
+    let theirs = slot.clone();
     let t = std::thread::Builder::new()
         .stack_size(4 << 20)
         .spawn(move || {
+            let slot = theirs;
             slot.register_current_thread();
             let (lo, hi) = own_stack_bounds();
             CTX.with(|c| c.set((Arc::as_ptr(&slot), lo, hi)));
@@ -128,7 +137,7 @@ pub fn run_on_slot<R: Send + 'static>(
         })
         .unwrap();
     let (r, calls) = t.join().unwrap();
-    let after = p.slot(idx).metrics();
+    let after = slot.metrics();
     let m = PreemptMetrics {
         preempt_requests: after.preempt_requests - before.preempt_requests,
         preemptions: after.preemptions - before.preemptions,
