@@ -47,7 +47,8 @@
 //! | `signal_pending` | sysmon (before tgkill); handler (clears it) | sysmon (coalescing, Go's `signalPending`) |
 //! | `ack` | handler (every SIGURG on the thread, Go's `preemptGen`) | anyone (diagnostics) |
 //! | `pushed` | handler (set when it pushes the call); trampoline (clears it before the hook) | handler |
-//! | `preempt_requests`, `long_polls` | sysmon | metrics |
+//! | `preempt_requests`, `long_polls`, `unacknowledged` | sysmon | metrics |
+//! | `blocked_reported` | sysmon (sets it); worker (clears it at registration) | sysmon |
 //! | `preempt_declined` | handler | metrics |
 //! | `preemptions` | trampoline | metrics |
 //!
@@ -236,6 +237,11 @@ pub struct PreemptMetrics {
     pub preempt_declined: u64,
     /// Plain-future polls seen still running a quantum later.
     pub long_polls: u64,
+    /// Times sysmon found its SIGURGs to a slot unacknowledged for 100 ms
+    /// because another SIGURG handler replaced urgent's or the thread
+    /// blocks SIGURG (one per episode; the cause is printed on stderr).
+    /// Async preemption cannot work there; cooperative requests still do.
+    pub unacknowledged_signals: u64,
 }
 
 impl std::ops::AddAssign for PreemptMetrics {
@@ -244,6 +250,7 @@ impl std::ops::AddAssign for PreemptMetrics {
         self.preemptions += o.preemptions;
         self.preempt_declined += o.preempt_declined;
         self.long_polls += o.long_polls;
+        self.unacknowledged_signals += o.unacknowledged_signals;
     }
 }
 
@@ -280,6 +287,9 @@ pub(crate) struct SysmonLine {
     pub(crate) signal_pending: AtomicBool,
     pub(crate) preempt_requests: AtomicU64,
     pub(crate) long_polls: AtomicU64,
+    pub(crate) unacknowledged: AtomicU64,
+    /// The thread was reported on stderr as blocking SIGURG.
+    pub(crate) blocked_reported: AtomicBool,
 }
 
 /// Fields written by the signal handler / trampoline.
@@ -378,6 +388,8 @@ impl Slot {
                 signal_pending: AtomicBool::new(false),
                 preempt_requests: AtomicU64::new(0),
                 long_polls: AtomicU64::new(0),
+                unacknowledged: AtomicU64::new(0),
+                blocked_reported: AtomicBool::new(false),
             }),
             handler: CachePadded(HandlerLine {
                 ack: AtomicU64::new(0),
@@ -400,6 +412,10 @@ impl Slot {
         if urgent_stackful::sys::ensure_alt_stack().is_err() {
             self.async_enabled.store(false, Ordering::Relaxed);
         }
+        // A new thread: a signal still marked pending went to the previous
+        // one (or nowhere), and it has not been reported.
+        self.sysmon.signal_pending.store(false, Ordering::Relaxed);
+        self.sysmon.blocked_reported.store(false, Ordering::Relaxed);
         self.tid.store(gettid(), Ordering::Release);
         REGISTRATION.with(|r| {
             let mut r = r.borrow_mut();
@@ -514,6 +530,7 @@ impl Slot {
             preemptions: self.handler.preemptions.load(Ordering::Relaxed),
             preempt_declined: self.handler.declined.load(Ordering::Relaxed),
             long_polls: self.sysmon.long_polls.load(Ordering::Relaxed),
+            unacknowledged_signals: self.sysmon.unacknowledged.load(Ordering::Relaxed),
         }
     }
 

@@ -43,6 +43,13 @@ pub fn install() -> io::Result<()> {
     }
 }
 
+/// Whether our SIGURG handler is still the installed one (false if another
+/// handler replaced it since). A system call: for sysmon's diagnostics, not
+/// for the handler.
+pub(crate) fn still_installed() -> bool {
+    sys::handler_installed(libc::SIGURG, handler)
+}
+
 /// The SIGURG handler: chain, acknowledge, check the safe point, push a call.
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: __errno_location returns this thread's errno slot.

@@ -600,7 +600,7 @@ fn declined_request_preempt_is_retried_by_sysmon() {
     assert_eq!(m.preempt_requests, 1, "{m:?}");
 }
 
-/// sysmon's wake-ups: a request that succeeds stops the retries (a few
+/// sysmon's wake-ups: a request that succeeds stops the retries (about two
 /// wake-ups per preemption), and a declined one is retried on a short
 /// constant interval (150 µs), not faster. Counts, not speed: the bounds
 /// only grow if the machine is slow.
@@ -621,8 +621,10 @@ fn sysmon_wakeups_stay_bounded() {
         w1 - w0,
         m.preemptions
     );
-    // Deadline, retry check, and the idle sleeps around each run.
-    assert!(per < 6.0, "{} wake-ups, {m:?}", w1 - w0);
+    // The deadline and one retry check (2 here when idle); on a loaded
+    // machine a few more while the signal waits for the thread to run
+    // (backing off: 150, 300, 600, 1200 µs...).
+    assert!(per < 12.0, "{} wake-ups, {m:?}", w1 - w0);
 
     let (elapsed, m, _) = run_on_slot(&p, 0, |slot| {
         let _g = urgent_preempt::disable();

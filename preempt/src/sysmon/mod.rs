@@ -26,17 +26,23 @@
 //!   `run_start + quantum`) sysmon stores `request_tick = tick` (release),
 //!   counts a `preempt_request` and, with async preemption on, sends SIGURG
 //!   unless one is still pending (Go's `signalPending`).
-//! - **Requested{tick, retry_at}**: the request is out. A request that
+//! - **Requested{tick, retry_at, interval}**: the request is out. A request that
 //!   succeeds ends the run (new tick or idle), so nothing more happens. If
 //!   the same run is still going on at `retry_at` (the handler declined: not
 //!   a safe point, a `NoPreempt` guard, no headroom; or the signal is still
 //!   in flight), sysmon stores the request again, signals again unless a
 //!   signal is still pending, and re-checks [`RETRY_NS`] later: a constant
 //!   short interval, so a task that spends most of its time in code where
-//!   it cannot be stopped is caught soon after it leaves it. Without async
+//!   it cannot be stopped is caught soon after it leaves it. Only while the
+//!   last signal is still pending (the thread has not run since, so nothing
+//!   was declined) does the interval double, up to 1.2 ms, to spare a
+//!   loaded machine; it drops back to 150 µs once the handler has run. Without async
 //!   preemption there is no retry: `should_yield` sees the request.
 //! - A request made from elsewhere (`diagnostics::request_preempt`) is
 //!   adopted as if sysmon had made it (not counted again).
+//! - Beside the watch, an `AckWatch` per slot notices signals that are
+//!   never acknowledged (handler replaced, SIGURG blocked: `unacked.rs`);
+//!   such a slot is retried once a quantum instead of every 150 µs.
 //!
 //! Any sample with another tick (or state) than the watch expects starts
 //! over from that sample: ticks only grow, so "same tick" means "the same
@@ -54,6 +60,7 @@
 
 mod gate;
 mod slots;
+mod unacked;
 
 pub use gate::Gate;
 pub(crate) use slots::SlotList;
@@ -69,11 +76,17 @@ mod sync {
 use crate::{now_ns, Slot, RUNNING_COROUTINE, RUNNING_FUTURE};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use unacked::AckWatch;
 
 /// Re-check interval after a request that did not end the run: short
 /// (issue 12: a task in a region where it cannot be stopped is caught
 /// ~150 µs after it leaves it) and constant (no backoff to a quantum).
 pub(crate) const RETRY_NS: u64 = 150_000;
+
+/// Longest re-check interval while a signal is still in flight (sent, not
+/// yet handled: the worker thread has not run since, e.g. on a loaded
+/// machine).
+const IN_FLIGHT_MAX_NS: u64 = 1_200_000;
 
 /// sysmon's private view of one slot; see the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +104,7 @@ enum Watch {
     Requested {
         tick: u64,
         retry_at: u64,
+        interval: u64,
     },
 }
 
@@ -140,6 +154,9 @@ pub(crate) fn send_signal(_slot: &Slot, _pid: i32) {}
 /// What does not change while sysmon runs, plus the time of this scan.
 struct Scan {
     now: u64,
+    /// Retry interval for the slot at hand: [`RETRY_NS`], or a quantum for
+    /// a slot whose signals go unacknowledged (see `unacked.rs`).
+    retry_ns: u64,
     quantum_ns: u64,
     async_on: bool,
     pid: i32,
@@ -218,27 +235,51 @@ impl Scan {
                 let external = slot.sysmon.request_tick.load(Ordering::Acquire) == tick;
                 if external {
                     // Requested (and signalled) by someone else: retry it.
-                    return self.requested(tick, self.now + RETRY_NS, slot);
+                    return self.requested(slot, tick, self.retry_ns);
                 }
                 if self.now < deadline {
                     return (watch, Some(deadline));
                 }
                 slot.sysmon.preempt_requests.fetch_add(1, Ordering::Relaxed);
                 self.request(slot, tick);
-                self.requested(tick, self.now + RETRY_NS, slot)
+                self.requested(slot, tick, self.retry_ns)
             }
-            Watch::Requested { tick, retry_at } if self.now >= retry_at => {
+            Watch::Requested {
+                tick,
+                retry_at,
+                interval,
+            } if self.now >= retry_at => {
                 // Same run still going on: declined, or still in flight.
+                let interval = self.next_interval(slot, interval);
                 self.request(slot, tick);
-                self.requested(tick, self.now + RETRY_NS, slot)
+                self.requested(slot, tick, interval)
             }
-            Watch::Requested { tick, retry_at } => self.requested(tick, retry_at, slot),
+            Watch::Requested { retry_at, .. } => (watch, self.signals(slot).then_some(retry_at)),
             _ => unreachable!("a coroutine watch"),
         }
     }
 
-    fn requested(&self, tick: u64, retry_at: u64, slot: &Slot) -> (Watch, Option<u64>) {
-        let watch = Watch::Requested { tick, retry_at };
+    /// The wait before the next retry: the retry interval once the handler
+    /// has seen the last signal (it declined), doubling up to
+    /// [`IN_FLIGHT_MAX_NS`] while the signal is still pending (the thread
+    /// has not run since: re-checking sooner cannot help).
+    fn next_interval(&self, slot: &Slot, prev: u64) -> u64 {
+        if slot.sysmon.signal_pending.load(Ordering::Acquire) {
+            prev.saturating_mul(2)
+                .min(IN_FLIGHT_MAX_NS)
+                .max(self.retry_ns)
+        } else {
+            self.retry_ns
+        }
+    }
+
+    fn requested(&self, slot: &Slot, tick: u64, interval: u64) -> (Watch, Option<u64>) {
+        let retry_at = self.now + interval;
+        let watch = Watch::Requested {
+            tick,
+            retry_at,
+            interval,
+        };
         // Without signals the cooperative request is all there is.
         (watch, self.signals(slot).then_some(retry_at))
     }
@@ -287,8 +328,10 @@ fn set_timer_slack() {
 pub(crate) fn run(slots: Arc<SlotList>, shared: Arc<Sysmon>, quantum_ns: u64, async_on: bool) {
     set_timer_slack();
     let mut watches: Vec<Watch> = Vec::with_capacity(slots.capacity());
+    let mut acks: Vec<AckWatch> = Vec::with_capacity(slots.capacity());
     let mut scan = Scan {
         now: 0,
+        retry_ns: RETRY_NS,
         quantum_ns,
         async_on,
         pid: std::process::id() as i32,
@@ -299,7 +342,14 @@ pub(crate) fn run(slots: Arc<SlotList>, shared: Arc<Sysmon>, quantum_ns: u64, as
         let mut next = u64::MAX;
         // Slots added since the last scan start as Idle.
         watches.resize(slots.len(), Watch::Idle);
-        for (slot, watch) in slots.iter().zip(watches.iter_mut()) {
+        acks.resize(slots.len(), AckWatch::default());
+        for ((slot, watch), ack) in slots.iter().zip(watches.iter_mut()).zip(acks.iter_mut()) {
+            ack.observe(slot, scan.now);
+            scan.retry_ns = if ack.diagnosed {
+                quantum_ns.max(RETRY_NS)
+            } else {
+                RETRY_NS
+            };
             let Some(sample) = snapshot(slot) else {
                 next = scan.now; // The worker moved on mid-read: look again.
                 continue;
@@ -336,6 +386,7 @@ mod tests {
             quantum_ns: 1_000_000,
             async_on: true,
             pid: std::process::id() as i32,
+            retry_ns: RETRY_NS,
         }
     }
 
@@ -385,6 +436,26 @@ mod tests {
             },
         );
         assert_eq!((w, at), (Watch::Idle, None));
+    }
+
+    #[test]
+    fn retries_back_off_only_while_the_signal_is_in_flight() {
+        let slot = Slot::new(0, 1_000_000, true, Arc::new(Sysmon::new()));
+        let (w, _) = scan(10).step(&slot, Watch::Idle, running(5, 0));
+        let (mut w, mut at) = scan(1_000_000).step(&slot, w, running(5, 0));
+        slot.sysmon.signal_pending.store(true, Ordering::Relaxed);
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            let now = at.unwrap();
+            (w, at) = scan(now).step(&slot, w, running(5, 0));
+            waits.push(at.unwrap() - now);
+        }
+        assert_eq!(waits, [300_000, 600_000, 1_200_000, 1_200_000, 1_200_000]);
+        // Handled (and declined): back to the short interval.
+        slot.sysmon.signal_pending.store(false, Ordering::Relaxed);
+        let now = at.unwrap();
+        let (_, at) = scan(now).step(&slot, w, running(5, 0));
+        assert_eq!(at, Some(now + RETRY_NS));
     }
 
     #[test]
