@@ -10,7 +10,7 @@
 //! by the number of preemptions. We also report how late the hook runs after
 //! the quantum expired (sysmon wake-up + tgkill + delivery), p50/p99, the raw
 //! CPU cost of a SIGURG a thread sends itself (handler fast path), and the
-//! latency from `Slot::request_preempt` on another thread to hook entry.
+//! latency from `diagnostics::request_preempt` on another thread to hook entry.
 //! Wall-time columns are only meaningful on an otherwise idle machine; the
 //! CPU-time columns are less sensitive to other load.
 //!
@@ -153,7 +153,7 @@ fn victim_loop(stop: &AtomicBool, chunk: u64) -> u64 {
     iters
 }
 
-/// Another thread calls `Slot::request_preempt` `n` times, each time waiting
+/// Another thread calls `diagnostics::request_preempt` `n` times, each time waiting
 /// for the hook, while the victim loops on `work(chunk)`. Returns request ->
 /// hook latencies (ns) and the number of preemptions.
 fn request_round_trips(n: usize, chunk: u64) -> (Vec<u64>, u64) {
@@ -183,7 +183,7 @@ fn request_round_trips(n: usize, chunk: u64) -> (Vec<u64>, u64) {
     for i in 0..n {
         let want = before + i as u64 + 1;
         let t0 = base().elapsed().as_nanos() as u64;
-        while !slot.request_preempt() {
+        while !urgent_preempt::diagnostics::request_preempt(&slot) {
             std::thread::sleep(Duration::from_micros(20));
         }
         let deadline = Instant::now() + Duration::from_secs(1);
@@ -215,7 +215,7 @@ fn main() {
     urgent_preempt::set_preempt_hook(hook);
     let t = Instant::now();
     assert!(
-        urgent_preempt::async_preempt_supported(),
+        urgent_preempt::diagnostics::async_preempt_supported(),
         "needs x86_64 Linux and a .symtab"
     );
     let build = t.elapsed();
@@ -223,13 +223,13 @@ fn main() {
     let n = 1_000_000;
     let t = Instant::now();
     for i in 0..n {
-        std::hint::black_box(urgent_preempt::pc_preemptible(std::hint::black_box(
-            pc + (i & 7),
-        )));
+        std::hint::black_box(urgent_preempt::diagnostics::pc_preemptible(
+            std::hint::black_box(pc + (i & 7)),
+        ));
     }
     println!(
         "symbol table: {} functions, built in {:.1} ms, lookup {:.1} ns",
-        urgent_preempt::symbol_count(),
+        urgent_preempt::diagnostics::symbol_count(),
         build.as_secs_f64() * 1e3,
         t.elapsed().as_nanos() as f64 / n as f64
     );
@@ -258,7 +258,7 @@ fn main() {
         iters,
         {
             let _p = Preemptor::start(Config::default(), 1).unwrap();
-            urgent_preempt::xsave_info()
+            urgent_preempt::diagnostics::xsave_info()
         }
     );
     println!(

@@ -9,12 +9,9 @@
 //!   protocols that have loom models beside them (the task state word, the
 //!   parker, the idle protocol, the core ownership word).
 
-use std::sync::{Mutex, MutexGuard};
-
-/// Locks `m`, ignoring poisoning (see the module docs).
-pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// Locks a std `Mutex`, ignoring poisoning (see the module docs): the
+/// workspace's one helper, from `urgent-stackful`.
+pub(crate) use urgent_stackful::sync::lock;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic;

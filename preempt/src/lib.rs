@@ -4,7 +4,9 @@
 //!
 //! # What this crate does
 //!
-//! A runtime creates one [`Preemptor`] with one [`Slot`] per worker thread.
+//! A runtime creates one [`Preemptor`] with one [`Slot`] per worker thread;
+//! a thread created later gets its own with [`Preemptor::add_slot`] (slots
+//! belong to threads).
 //! Workers tell their slot what they are doing (running a coroutine, polling a
 //! plain future, idle). A monitor thread, *sysmon* (`urgent-sysmon`), notices
 //! a coroutine that has run longer than its quantum and asks it to stop: it
@@ -41,11 +43,12 @@
 //! |---|---|---|
 //! | `tid` | worker (`register_current_thread`), cleared at thread exit | sysmon (tgkill target) |
 //! | `tick`, `state`, `run_start`, `stack_lo/hi` | worker only | sysmon, handler, `should_yield` |
-//! | `request_tick` | sysmon (sets it to the overrunning run's tick), any thread via `Slot::request_preempt`; handler (clears it when it pushes the call) | handler, `should_yield` |
+//! | `request_tick` | sysmon (sets it to the overrunning run's tick), any thread via `diagnostics::request_preempt`; handler (clears it when it pushes the call) | handler, `should_yield` |
 //! | `signal_pending` | sysmon (before tgkill); handler (clears it) | sysmon (coalescing, Go's `signalPending`) |
 //! | `ack` | handler (every SIGURG on the thread, Go's `preemptGen`) | anyone (diagnostics) |
 //! | `pushed` | handler (set when it pushes the call); trampoline (clears it before the hook) | handler |
-//! | `preempt_requests`, `long_polls` | sysmon | metrics |
+//! | `preempt_requests`, `long_polls`, `unacknowledged` | sysmon | metrics |
+//! | `blocked_reported` | sysmon (sets it); worker (clears it at registration) | sysmon |
 //! | `preempt_declined` | handler | metrics |
 //! | `preemptions` | trampoline | metrics |
 //!
@@ -59,15 +62,18 @@
 //! 1. **Register.** Each worker thread calls [`Slot::register_current_thread`]
 //!    once: it records the thread id, publishes the slot in a const-initialised
 //!    thread-local (the only thing the handler can safely read) and makes sure
-//!    the thread has a ≥ 64 KiB `sigaltstack`, so the kernel's signal frame
-//!    never lands on a small coroutine stack.
+//!    the thread has an alternate signal stack (the stackful crate's, sized
+//!    from `AT_MINSIGSTKSZ` plus 64 KiB for the handlers), so the kernel's
+//!    signal frame never lands on a small coroutine stack.
 //! 2. **Run.** Before resuming a coroutine the worker calls
 //!    [`Slot::coroutine_started`]: stack bounds, `run_start` (CLOCK_MONOTONIC
-//!    ns) and the bumped `tick` are stored first, then `state = COROUTINE` with
-//!    a SeqCst store (release for the fields above, and ordered before the
-//!    following load of sysmon's `idle` flag: Dekker-style, so either sysmon's
-//!    re-scan sees the new run or the worker sees `idle` and wakes sysmon).
-//! 3. **sysmon** is deadline driven. It scans all slots; reads are
+//!    ns) and the bumped `tick` are stored first, then `state = COROUTINE`
+//!    (release), then a SeqCst fence and a load of sysmon's `idle` flag:
+//!    Dekker-style with sysmon's own fence, so either sysmon's re-scan sees
+//!    the new run or the worker sees `idle` and wakes sysmon (the handshake
+//!    is `sysmon/gate.rs`, model-checked by `tests/loom_sysmon.rs`).
+//! 3. **sysmon** is deadline driven (the per-slot state machine is in
+//!    `sysmon/mod.rs`). It scans all slots; reads are
 //!    seqlock-style (tick, state, run_start, tick again; a changed tick means
 //!    "look again"). It sleeps until the earliest `run_start + quantum` of the
 //!    coroutines running (or an earlier retry), samples every quantum while
@@ -79,10 +85,11 @@
 //! 4. **Request.** At the deadline, same tick and still `COROUTINE`: store
 //!    `request_tick = tick` (release), count `preempt_requests`, and when async
 //!    preemption is on and no signal is pending, set `signal_pending` and
-//!    `tgkill(pid, tid, SIGURG)`. Then re-check after 100 µs (doubling up to
-//!    `clamp(quantum, 1 ms, 10 ms)`): if the same run is still going on (the
-//!    handler declined, or the signal was lost), request and signal again. With
-//!    async preemption off only the request is made; `should_yield` reports it.
+//!    `tgkill(pid, tid, SIGURG)`. Then re-check every 150 µs (a constant
+//!    interval): while the same run is still going on (the handler declined,
+//!    or the signal is still in flight), request again and signal again if no
+//!    signal is pending. With async preemption off only the request is made;
+//!    `should_yield` reports it.
 //! 5. **Handler** (raw `sigaction(SIGURG, SA_SIGINFO|SA_ONSTACK|SA_RESTART)`):
 //!    first chains to the previously installed SIGURG handler (SIG_DFL/SIG_IGN
 //!    mean ignore), then, on a thread with a slot, bumps `ack`, clears
@@ -192,7 +199,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use signal::{ensure_sigaltstack, ALTSTACK_SIZE, HOOK_HEADROOM};
+pub use signal::HOOK_HEADROOM;
 
 /// Configuration of a [`Preemptor`].
 #[derive(Clone, Debug)]
@@ -200,8 +207,9 @@ pub struct Config {
     /// Time slice of a coroutine before sysmon requests its preemption.
     pub quantum: Duration,
     /// Whether to interrupt overrunning coroutines with SIGURG. When false (or
-    /// `URGENT_ASYNC_PREEMPT=0`, or no `.symtab`, or not x86_64 Linux) only
-    /// the cooperative request seen by [`should_yield`] is made.
+    /// no `.symtab`, or not x86_64 Linux) only the cooperative request seen by
+    /// [`should_yield`] is made. (The executor's builder sets it from
+    /// `URGENT_ASYNC_PREEMPT`; this crate reads no environment variable.)
     pub async_preempt: bool,
     /// Extra demangled-path prefixes never to preempt in
     /// (`Builder::no_preempt_in`). They win over [`allow_prefix`].
@@ -229,6 +237,11 @@ pub struct PreemptMetrics {
     pub preempt_declined: u64,
     /// Plain-future polls seen still running a quantum later.
     pub long_polls: u64,
+    /// Times sysmon found its SIGURGs to a slot unacknowledged for 100 ms
+    /// because another SIGURG handler replaced urgent's or the thread
+    /// blocks SIGURG (one per episode; the cause is printed on stderr).
+    /// Async preemption cannot work there; cooperative requests still do.
+    pub unacknowledged_signals: u64,
 }
 
 impl std::ops::AddAssign for PreemptMetrics {
@@ -237,8 +250,12 @@ impl std::ops::AddAssign for PreemptMetrics {
         self.preemptions += o.preemptions;
         self.preempt_declined += o.preempt_declined;
         self.long_polls += o.long_polls;
+        self.unacknowledged_signals += o.unacknowledged_signals;
     }
 }
+
+/// Slots [`Preemptor::add_slot`] can hand out at once, beyond the workers'.
+const MAX_ADDED_SLOTS: usize = 1024;
 
 pub(crate) const IDLE: u8 = 0;
 pub(crate) const RUNNING_FUTURE: u8 = 1;
@@ -270,6 +287,9 @@ pub(crate) struct SysmonLine {
     pub(crate) signal_pending: AtomicBool,
     pub(crate) preempt_requests: AtomicU64,
     pub(crate) long_polls: AtomicU64,
+    pub(crate) unacknowledged: AtomicU64,
+    /// The thread was reported on stderr as blocking SIGURG.
+    pub(crate) blocked_reported: AtomicBool,
 }
 
 /// Fields written by the signal handler / trampoline.
@@ -286,10 +306,13 @@ pub struct Slot {
     pub(crate) tid: AtomicI32,
     quantum_ns: u64,
     pub(crate) async_enabled: AtomicBool,
-    wake: Arc<sysmon::Wake>,
-    pub(crate) w: CachePadded<WorkerLine>,
-    pub(crate) s: CachePadded<SysmonLine>,
-    pub(crate) h: CachePadded<HandlerLine>,
+    monitor: Arc<sysmon::Sysmon>,
+    /// Written by the worker thread only.
+    pub(crate) worker: CachePadded<WorkerLine>,
+    /// Written mostly by sysmon.
+    pub(crate) sysmon: CachePadded<SysmonLine>,
+    /// Written by the signal handler and the trampoline.
+    pub(crate) handler: CachePadded<HandlerLine>,
 }
 
 thread_local! {
@@ -309,7 +332,7 @@ impl Drop for Registration {
         CURRENT.with(|c| c.set(std::ptr::null()));
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
         self.0.tid.store(0, Ordering::Release);
-        self.0.w.state.store(IDLE, Ordering::Release);
+        self.0.worker.state.store(IDLE, Ordering::Release);
     }
 }
 
@@ -341,27 +364,34 @@ fn gettid() -> i32 {
 }
 
 impl Slot {
-    fn new(index: usize, quantum_ns: u64, async_enabled: bool, wake: Arc<sysmon::Wake>) -> Slot {
+    fn new(
+        index: usize,
+        quantum_ns: u64,
+        async_enabled: bool,
+        monitor: Arc<sysmon::Sysmon>,
+    ) -> Slot {
         Slot {
             index,
             tid: AtomicI32::new(0),
             quantum_ns,
             async_enabled: AtomicBool::new(async_enabled),
-            wake,
-            w: CachePadded(WorkerLine {
+            monitor,
+            worker: CachePadded(WorkerLine {
                 tick: AtomicU64::new(0),
                 run_start: AtomicU64::new(0),
                 state: AtomicU8::new(IDLE),
                 stack_lo: AtomicUsize::new(0),
                 stack_hi: AtomicUsize::new(0),
             }),
-            s: CachePadded(SysmonLine {
+            sysmon: CachePadded(SysmonLine {
                 request_tick: AtomicU64::new(0),
                 signal_pending: AtomicBool::new(false),
                 preempt_requests: AtomicU64::new(0),
                 long_polls: AtomicU64::new(0),
+                unacknowledged: AtomicU64::new(0),
+                blocked_reported: AtomicBool::new(false),
             }),
-            h: CachePadded(HandlerLine {
+            handler: CachePadded(HandlerLine {
                 ack: AtomicU64::new(0),
                 pushed: AtomicBool::new(false),
                 declined: AtomicU64::new(0),
@@ -372,14 +402,20 @@ impl Slot {
 
     /// Called once on the worker thread, before its first
     /// `coroutine_started`: records the thread id, publishes the slot in the
-    /// thread-local the handler reads, and ensures a ≥ 64 KiB sigaltstack
-    /// ([`ensure_sigaltstack`]). If no alternate stack can be set up, async
-    /// preemption is turned off for this slot (cooperative requests remain).
-    /// Registering another slot replaces the previous registration.
+    /// thread-local the handler reads, and ensures the thread has an
+    /// alternate signal stack (`urgent_stackful::sys::ensure_alt_stack`,
+    /// sized from `AT_MINSIGSTKSZ` plus what the handlers need). If none can
+    /// be set up, async preemption is turned off for this slot (cooperative
+    /// requests remain). Registering another slot replaces the previous
+    /// registration.
     pub fn register_current_thread(self: &Arc<Self>) {
-        if ensure_sigaltstack().is_err() {
+        if urgent_stackful::sys::ensure_alt_stack().is_err() {
             self.async_enabled.store(false, Ordering::Relaxed);
         }
+        // A new thread: a signal still marked pending went to the previous
+        // one (or nowhere), and it has not been reported.
+        self.sysmon.signal_pending.store(false, Ordering::Relaxed);
+        self.sysmon.blocked_reported.store(false, Ordering::Relaxed);
         self.tid.store(gettid(), Ordering::Release);
         REGISTRATION.with(|r| {
             let mut r = r.borrow_mut();
@@ -395,7 +431,7 @@ impl Slot {
     /// invalidates any older request), marks the coroutine running, and wakes
     /// sysmon if it sleeps with no deadline.
     pub fn coroutine_started(&self, stack_lo: usize, stack_hi: usize) {
-        let w = &self.w;
+        let w = &self.worker;
         w.stack_lo.store(stack_lo, Ordering::Relaxed);
         w.stack_hi.store(stack_hi, Ordering::Relaxed);
         w.run_start.store(now_ns(), Ordering::Relaxed);
@@ -403,16 +439,15 @@ impl Slot {
             w.tick.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Release,
         );
-        w.state.store(RUNNING_COROUTINE, Ordering::SeqCst);
-        if self.wake.idle.load(Ordering::SeqCst) {
-            self.wake.wake();
-        }
+        w.state.store(RUNNING_COROUTINE, Ordering::Release);
+        // The Dekker half of sysmon's idle sleep (fence, then `idle`).
+        self.monitor.gate.published();
     }
 
     /// The coroutine returned control to the worker (finished, suspended or
     /// preempted): clears the running state and bumps the tick.
     pub fn coroutine_stopped(&self) {
-        let w = &self.w;
+        let w = &self.worker;
         w.state.store(IDLE, Ordering::Release);
         w.tick.store(
             w.tick.load(Ordering::Relaxed).wrapping_add(1),
@@ -424,20 +459,18 @@ impl Slot {
     /// No clock read. Wakes sysmon if it sleeps with no deadline (a relaxed
     /// check: a wake-up lost to a race costs at most one `long_polls` count).
     pub fn future_started(&self) {
-        let w = &self.w;
+        let w = &self.worker;
         w.tick.store(
             w.tick.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Relaxed,
         );
         w.state.store(RUNNING_FUTURE, Ordering::Release);
-        if self.wake.idle.load(Ordering::Relaxed) {
-            self.wake.wake();
-        }
+        self.monitor.gate.hint();
     }
 
     /// The worker runs runtime code or goes to sleep: bump tick, `state = IDLE`.
     pub fn idle(&self) {
-        let w = &self.w;
+        let w = &self.worker;
         w.tick.store(
             w.tick.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Relaxed,
@@ -446,25 +479,27 @@ impl Slot {
     }
 
     /// Asks for the preemption of the coroutine this slot runs now, without
-    /// waiting for its quantum (e.g. at shutdown, or to make room for urgent
-    /// work): sets the request for the current run (seen by
-    /// [`should_yield`]) and, with async preemption on, signals the worker.
-    /// Returns false if no coroutine is running. Counts as a
-    /// `preempt_request`. Callable from any thread; sysmon retries as usual if
-    /// the handler declines.
-    pub fn request_preempt(&self) -> bool {
-        let Some((state, tick, _)) = sysmon::snapshot(self) else {
+    /// waiting for its quantum: sets the request for the current run (seen
+    /// by [`should_yield`]) and, with async preemption on, signals the
+    /// worker. Returns false if no coroutine is running. Counts as a
+    /// `preempt_request`. Callable from any thread; sysmon retries as usual
+    /// if the handler declines. Only tests and benches use it today
+    /// ([`diagnostics::request_preempt`]).
+    pub(crate) fn request_preempt(&self) -> bool {
+        let Some(sysmon::Sample {
+            state: RUNNING_COROUTINE,
+            tick,
+            ..
+        }) = sysmon::snapshot(self)
+        else {
             return false;
         };
-        if state != RUNNING_COROUTINE {
-            return false;
-        }
-        self.s.request_tick.store(tick, Ordering::Release);
-        self.s.preempt_requests.fetch_add(1, Ordering::Relaxed);
+        self.sysmon.request_tick.store(tick, Ordering::Release);
+        self.sysmon.preempt_requests.fetch_add(1, Ordering::Relaxed);
         if self.async_enabled() && gettid() != self.tid.load(Ordering::Relaxed) {
             sysmon::send_signal(self, std::process::id() as i32);
             // Let sysmon schedule retries in case the handler declines.
-            self.wake.kick();
+            self.monitor.gate.kick();
         }
         true
     }
@@ -472,17 +507,18 @@ impl Slot {
     /// What the worker is doing now, for diagnostics (`URGENT_SCHEDTRACE`):
     /// a racy snapshot, never used for decisions.
     pub fn activity(&self) -> Activity {
-        match self.w.state.load(Ordering::Relaxed) {
+        match self.worker.state.load(Ordering::Relaxed) {
             RUNNING_FUTURE => Activity::Future,
             RUNNING_COROUTINE => {
-                let start = self.w.run_start.load(Ordering::Relaxed);
+                let start = self.worker.run_start.load(Ordering::Relaxed);
                 Activity::Coroutine(Duration::from_nanos(now_ns().saturating_sub(start)))
             }
             _ => Activity::Idle,
         }
     }
 
-    /// Index of this slot in its [`Preemptor`].
+    /// Index of this slot in its [`Preemptor`] (workers first, then the
+    /// slots added later).
     pub fn index(&self) -> usize {
         self.index
     }
@@ -490,17 +526,18 @@ impl Slot {
     /// Counters of this slot alone.
     pub fn metrics(&self) -> PreemptMetrics {
         PreemptMetrics {
-            preempt_requests: self.s.preempt_requests.load(Ordering::Relaxed),
-            preemptions: self.h.preemptions.load(Ordering::Relaxed),
-            preempt_declined: self.h.declined.load(Ordering::Relaxed),
-            long_polls: self.s.long_polls.load(Ordering::Relaxed),
+            preempt_requests: self.sysmon.preempt_requests.load(Ordering::Relaxed),
+            preemptions: self.handler.preemptions.load(Ordering::Relaxed),
+            preempt_declined: self.handler.declined.load(Ordering::Relaxed),
+            long_polls: self.sysmon.long_polls.load(Ordering::Relaxed),
+            unacknowledged_signals: self.sysmon.unacknowledged.load(Ordering::Relaxed),
         }
     }
 
     /// Number of SIGURGs the handler has seen on this slot's thread (Go's
     /// `preemptGen`).
     pub fn acks(&self) -> u64 {
-        self.h.ack.load(Ordering::Relaxed)
+        self.handler.ack.load(Ordering::Relaxed)
     }
 
     /// Whether async preemption is enabled for this slot.
@@ -509,12 +546,13 @@ impl Slot {
     }
 
     fn should_yield(&self) -> bool {
-        let tick = self.w.tick.load(Ordering::Relaxed);
-        if self.w.state.load(Ordering::Relaxed) != RUNNING_COROUTINE {
+        let tick = self.worker.tick.load(Ordering::Relaxed);
+        if self.worker.state.load(Ordering::Relaxed) != RUNNING_COROUTINE {
             return false;
         }
-        self.s.request_tick.load(Ordering::Relaxed) == tick
-            || now_ns().saturating_sub(self.w.run_start.load(Ordering::Relaxed)) >= self.quantum_ns
+        self.sysmon.request_tick.load(Ordering::Relaxed) == tick
+            || now_ns().saturating_sub(self.worker.run_start.load(Ordering::Relaxed))
+                >= self.quantum_ns
     }
 }
 
@@ -529,12 +567,15 @@ pub enum Activity {
     Coroutine(Duration),
 }
 
-/// One per runtime: owns the per-worker slots and the sysmon thread
+/// One per runtime: owns the slots (one per worker thread, plus any added
+/// later with [`Preemptor::add_slot`]) and the sysmon thread
 /// (`urgent-sysmon`). Dropping it stops sysmon (slots stay valid for threads
 /// still holding them, but nobody watches them any more).
 pub struct Preemptor {
-    slots: Vec<Arc<Slot>>,
-    wake: Arc<sysmon::Wake>,
+    slots: Arc<sysmon::SlotList>,
+    workers: usize,
+    quantum_ns: u64,
+    monitor: Arc<sysmon::Sysmon>,
     sysmon: Option<JoinHandle<()>>,
     async_enabled: bool,
     quantum: Duration,
@@ -542,8 +583,7 @@ pub struct Preemptor {
 
 impl Preemptor {
     /// Creates `workers` slots and spawns sysmon. When async preemption is on
-    /// (config, `URGENT_ASYNC_PREEMPT` not `0`, target supported, `.symtab`
-    /// present) it also builds the symbol table (once per process, rebuilt if
+    /// (`config.async_preempt`, target supported, `.symtab` present) it also builds the symbol table (once per process, rebuilt if
     /// new prefixes were registered) and installs the SIGURG handler (once per
     /// process, chained to the previous one).
     ///
@@ -562,8 +602,7 @@ impl Preemptor {
                 "urgent-preempt: zero quantum",
             ));
         }
-        let env_off = std::env::var("URGENT_ASYNC_PREEMPT").is_ok_and(|v| v.trim() == "0");
-        if config.async_preempt && !env_off && !arch::SUPPORTED {
+        if config.async_preempt && !arch::SUPPORTED {
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
                 eprintln!(
@@ -573,7 +612,7 @@ impl Preemptor {
                 )
             });
         }
-        let mut async_enabled = config.async_preempt && !env_off && arch::SUPPORTED;
+        let mut async_enabled = config.async_preempt && arch::SUPPORTED;
         if async_enabled {
             symtab::add_prefixes(&config.deny_prefixes, &[]);
             async_enabled = symtab::ensure_built();
@@ -584,36 +623,78 @@ impl Preemptor {
         let quantum_ns = u64::try_from(config.quantum.as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
-        let wake = Arc::new(sysmon::Wake::new());
-        let slots: Vec<Arc<Slot>> = (0..workers)
-            .map(|i| Arc::new(Slot::new(i, quantum_ns, async_enabled, wake.clone())))
-            .collect();
+        let monitor = Arc::new(sysmon::Sysmon::new());
+        let slots = Arc::new(sysmon::SlotList::with_capacity(workers + MAX_ADDED_SLOTS));
+        for _ in 0..workers {
+            slots.add(None, |i| {
+                Arc::new(Slot::new(i, quantum_ns, async_enabled, monitor.clone()))
+            });
+        }
         let sysmon = {
             let slots = slots.clone();
-            let wake = wake.clone();
+            let monitor = monitor.clone();
             std::thread::Builder::new()
                 .name("urgent-sysmon".into())
                 .stack_size(256 * 1024)
-                .spawn(move || sysmon::run(slots, wake, quantum_ns, async_enabled))?
+                .spawn(move || sysmon::run(slots, monitor, quantum_ns, async_enabled))?
         };
         Ok(Preemptor {
             slots,
-            wake,
+            workers,
+            quantum_ns,
+            monitor,
             sysmon: Some(sysmon),
             async_enabled,
             quantum: config.quantum,
         })
     }
 
-    /// The slot of worker `worker` (panics if out of range).
+    /// The slot of worker `worker`, one of the `workers` given to
+    /// [`Preemptor::start`] (panics if out of range).
     pub fn slot(&self, worker: usize) -> Arc<Slot> {
-        self.slots[worker].clone()
+        assert!(
+            worker < self.workers,
+            "urgent-preempt: no worker {worker} (the preemptor has {} workers); \
+             threads added later get their slot from Preemptor::add_slot",
+            self.workers
+        );
+        self.slots
+            .get(worker)
+            .expect("worker slots are added at start")
+            .clone()
     }
 
-    /// Counters summed over all slots.
+    /// A slot for a thread created after the start (e.g. a spare thread
+    /// that takes over a worker's core), watched by sysmon like the workers'
+    /// slots. The thread registers it with [`Slot::register_current_thread`]
+    /// and drops it when it exits; the slot is then handed out again by a
+    /// later call. Its index ([`Slot::index`]) is at least the number of
+    /// workers.
+    ///
+    /// Errors: more than 1024 added slots held at once (`OutOfMemory`,
+    /// naming the limit).
+    pub fn add_slot(&self) -> io::Result<Arc<Slot>> {
+        let async_enabled = self.async_enabled;
+        let (quantum_ns, monitor) = (self.quantum_ns, &self.monitor);
+        self.slots
+            .add(Some(self.workers), |i| {
+                Arc::new(Slot::new(i, quantum_ns, async_enabled, monitor.clone()))
+            })
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!(
+                        "urgent-preempt: all {MAX_ADDED_SLOTS} added slots are held by live \
+                         threads; drop the slots of threads that exited"
+                    ),
+                )
+            })
+    }
+
+    /// Counters summed over all slots (added ones included).
     pub fn metrics(&self) -> PreemptMetrics {
         let mut m = PreemptMetrics::default();
-        for s in &self.slots {
+        for s in self.slots.iter() {
             m += s.metrics();
         }
         m
@@ -632,7 +713,7 @@ impl Preemptor {
 
 impl Drop for Preemptor {
     fn drop(&mut self) {
-        self.wake.shutdown();
+        self.monitor.gate.shutdown();
         if let Some(t) = self.sysmon.take() {
             let _ = t.join();
         }
@@ -678,7 +759,7 @@ pub fn should_yield() -> bool {
 pub fn in_coroutine() -> bool {
     let p = current_slot();
     // SAFETY: the registration keeps the slot alive while CURRENT points at it.
-    !p.is_null() && unsafe { &*p }.w.state.load(Ordering::Relaxed) == RUNNING_COROUTINE
+    !p.is_null() && unsafe { &*p }.worker.state.load(Ordering::Relaxed) == RUNNING_COROUTINE
 }
 
 /// Nestable guard: no async preemption on this thread while it lives
@@ -712,36 +793,59 @@ pub fn is_disabled() -> bool {
     NO_PREEMPT.with(|c| c.get()) != 0
 }
 
-/// Whether async preemption can work in this process: x86_64 Linux and an
-/// executable with a `.symtab` (builds the symbol table on first call; warns
-/// once on stderr if it is missing).
-pub fn async_preempt_supported() -> bool {
-    arch::SUPPORTED && symtab::ensure_built()
-}
+/// Test and benchmark hooks: not part of the API, may change at any time.
+#[doc(hidden)]
+pub mod diagnostics {
+    use crate::{arch, symtab, Preemptor, Slot};
+    use std::sync::atomic::Ordering;
 
-/// Diagnostic: `Some(true)` if `pc` lies in a function of the executable in
-/// which async preemption is allowed, `Some(false)` if in a denied one,
-/// `None` if outside every known function or no table is built yet (call
-/// [`async_preempt_supported`] first).
-pub fn pc_preemptible(pc: usize) -> Option<bool> {
-    symtab::lookup(pc)
-}
+    /// Whether async preemption can work in this process: x86_64 Linux and
+    /// an executable with a `.symtab` (builds the symbol table on first call;
+    /// warns once on stderr if it is missing).
+    pub fn async_preempt_supported() -> bool {
+        arch::SUPPORTED && symtab::ensure_built()
+    }
 
-/// Diagnostic: number of functions in the symbol table (0 if none).
-pub fn symbol_count() -> usize {
-    symtab::len()
-}
+    /// `Some(true)` if `pc` lies in a function of the executable in which
+    /// async preemption is allowed, `Some(false)` if in a denied one, `None`
+    /// if outside every known function or no table is built yet (call
+    /// [`async_preempt_supported`] first).
+    pub fn pc_preemptible(pc: usize) -> Option<bool> {
+        symtab::lookup(pc)
+    }
 
-/// Diagnostic: size in bytes of the extended-state area the trampoline saves
-/// and the instruction used ("xsavec", "xsave", "fxsave"; "none" if
-/// unsupported). Valid after a preemptor with async preemption started.
-pub fn xsave_info() -> (usize, &'static str) {
-    (arch::xsave_size(), arch::xsave_mode_name())
-}
+    /// Number of functions in the symbol table (0 if none).
+    pub fn symbol_count() -> usize {
+        symtab::len()
+    }
 
-/// Diagnostic: whether `name` (a demangled, hash-free function path) would
-/// be allowed for async preemption given the built-in list and the prefixes
-/// registered so far.
-pub fn name_preemptible(name: &str, extra_deny: &[String]) -> bool {
-    symtab::name_allowed_with_registered(name, extra_deny)
+    /// Size in bytes of the extended-state area the trampoline saves and the
+    /// instruction used ("xsavec", "xsave", "fxsave"; "none" if
+    /// unsupported). Valid after a preemptor with async preemption started.
+    pub fn xsave_info() -> (usize, &'static str) {
+        (arch::xsave_size(), arch::xsave_mode_name())
+    }
+
+    /// Whether `name` (a demangled, hash-free function path) would be
+    /// allowed for async preemption given the built-in list and the prefixes
+    /// registered so far.
+    pub fn name_preemptible(name: &str, extra_deny: &[String]) -> bool {
+        symtab::name_allowed_with_registered(name, extra_deny)
+    }
+
+    /// Asks for the preemption of the coroutine `slot` runs now, without
+    /// waiting for its quantum: sets the request for the current run (seen
+    /// by [`should_yield`](crate::should_yield)) and, with async preemption
+    /// on, signals the worker. Returns false if no coroutine is running.
+    /// Counts as a `preempt_request`. Callable from any thread; sysmon
+    /// retries as usual if the handler declines.
+    pub fn request_preempt(slot: &Slot) -> bool {
+        slot.request_preempt()
+    }
+
+    /// How many times `p`'s sysmon thread has woken up and scanned the
+    /// slots.
+    pub fn sysmon_wakeups(p: &Preemptor) -> u64 {
+        p.monitor.wakeups.load(Ordering::Relaxed)
+    }
 }

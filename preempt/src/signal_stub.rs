@@ -1,6 +1,6 @@
-//! Targets without async preemption: no SIGURG handler, no alternate stack
-//! management. The preemptor runs with async preemption off, so only the
-//! cooperative requests seen by `should_yield` are made.
+//! Targets without async preemption: no SIGURG handler. The preemptor runs
+//! with async preemption off, so only the cooperative requests seen by
+//! `should_yield` are made.
 
 use std::io;
 
@@ -8,15 +8,12 @@ use std::io;
 /// (unused on this target).
 pub const HOOK_HEADROOM: usize = 16 * 1024;
 
-/// Minimum alternate signal stack size (unused on this target).
-pub const ALTSTACK_SIZE: usize = 64 * 1024;
-
 /// No handler to install on this target.
 pub fn install() -> io::Result<()> {
     Ok(())
 }
 
-/// No signals are sent on this target, so no alternate stack is needed.
-pub fn ensure_sigaltstack() -> io::Result<()> {
-    Ok(())
+/// No handler, so nothing can replace it.
+pub(crate) fn still_installed() -> bool {
+    true
 }

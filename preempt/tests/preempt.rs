@@ -52,7 +52,7 @@ fn repeat_until_preempted<R: PartialEq + std::fmt::Debug + Send + 'static>(
 #[test]
 fn preempts_call_free_int_f64_loop_bit_identically() {
     let _s = serial();
-    assert!(urgent_preempt::async_preempt_supported());
+    assert!(urgent_preempt::diagnostics::async_preempt_supported());
     let p = preemptor(200, true, 1);
     assert!(p.async_enabled());
     let reference = std::thread::spawn(|| int_f64_work(2_000_000))
@@ -91,7 +91,7 @@ fn avx2_fma_state_survives_preemption() {
     let (runs, m, _) = repeat_until_preempted(&p, 300, reference, work);
     eprintln!(
         "avx2/fma: runs {runs}, {m:?}, xsave {:?}",
-        urgent_preempt::xsave_info()
+        urgent_preempt::diagnostics::xsave_info()
     );
     assert!(m.preemptions >= 300, "{m:?}");
 }
@@ -332,28 +332,43 @@ fn sysmon_wakes_from_idle_sleep() {
 
 #[test]
 fn symbol_table_classifies_functions() {
-    assert!(urgent_preempt::async_preempt_supported());
-    assert!(urgent_preempt::symbol_count() > 100);
+    assert!(urgent_preempt::diagnostics::async_preempt_supported());
+    assert!(urgent_preempt::diagnostics::symbol_count() > 100);
     let test_fn = int_f64_work as *const () as usize;
     let std_fn = std::io::stdout as *const () as usize;
     let std_fmt = <std::string::String as std::fmt::Write>::write_str as *const () as usize;
-    assert_eq!(urgent_preempt::pc_preemptible(test_fn + 1), Some(true));
-    assert_eq!(urgent_preempt::pc_preemptible(std_fn + 1), Some(false));
-    assert_eq!(urgent_preempt::pc_preemptible(std_fmt + 1), Some(false));
+    assert_eq!(
+        urgent_preempt::diagnostics::pc_preemptible(test_fn + 1),
+        Some(true)
+    );
+    assert_eq!(
+        urgent_preempt::diagnostics::pc_preemptible(std_fn + 1),
+        Some(false)
+    );
+    assert_eq!(
+        urgent_preempt::diagnostics::pc_preemptible(std_fmt + 1),
+        Some(false)
+    );
     let own = urgent_preempt::should_yield as *const () as usize;
-    assert_eq!(urgent_preempt::pc_preemptible(own + 1), Some(false));
+    assert_eq!(
+        urgent_preempt::diagnostics::pc_preemptible(own + 1),
+        Some(false)
+    );
     // libc lives in another object: never preemptible.
     let libc_fn = libc::getpid as *const () as usize;
-    assert_ne!(urgent_preempt::pc_preemptible(libc_fn), Some(true));
-    assert!(!urgent_preempt::name_preemptible(
+    assert_ne!(
+        urgent_preempt::diagnostics::pc_preemptible(libc_fn),
+        Some(true)
+    );
+    assert!(!urgent_preempt::diagnostics::name_preemptible(
         "std::io::stdio::_print",
         &[]
     ));
-    assert!(urgent_preempt::name_preemptible(
+    assert!(urgent_preempt::diagnostics::name_preemptible(
         "preempt::int_f64_work",
         &[]
     ));
-    assert!(!urgent_preempt::name_preemptible(
+    assert!(!urgent_preempt::diagnostics::name_preemptible(
         "preempt::int_f64_work",
         &["preempt::".into()]
     ));
@@ -372,8 +387,8 @@ fn registered_thread_has_a_big_sigaltstack() {
             st
         };
         assert_eq!(st.ss_flags & libc::SS_DISABLE, 0);
-        assert!(st.ss_size >= urgent_preempt::ALTSTACK_SIZE);
-        urgent_preempt::ensure_sigaltstack().unwrap(); // idempotent
+        assert!(st.ss_size >= urgent_stackful::sys::alt_stack_size());
+        urgent_stackful::sys::ensure_alt_stack().unwrap(); // idempotent
     })
     .join()
     .unwrap();
@@ -436,8 +451,8 @@ fn stripped_child() {
     if std::env::var_os("URGENT_PREEMPT_STRIPPED_CHILD").is_none() {
         return;
     }
-    assert!(!urgent_preempt::async_preempt_supported());
-    assert!(!urgent_preempt::async_preempt_supported()); // warns once only
+    assert!(!urgent_preempt::diagnostics::async_preempt_supported());
+    assert!(!urgent_preempt::diagnostics::async_preempt_supported()); // warns once only
     let p = preemptor(200, true, 1);
     assert!(!p.async_enabled());
     let (yielded, m, _) = run_on_slot(&p, 0, |_| {
@@ -524,11 +539,16 @@ fn request_preempt_preempts_before_the_quantum() {
     // A 10 s quantum: only the explicit request can preempt.
     let p = preemptor(10_000_000, true, 1);
     let slot = p.slot(0);
-    assert!(!slot.request_preempt(), "nothing running yet");
+    assert!(
+        !urgent_preempt::diagnostics::request_preempt(&slot),
+        "nothing running yet"
+    );
     let requester = {
         let slot = slot.clone();
         std::thread::spawn(move || {
-            assert!(wait_until(|| slot.request_preempt()));
+            assert!(wait_until(|| urgent_preempt::diagnostics::request_preempt(
+                &slot
+            )));
             wait_until(|| slot.metrics().preemptions >= 1)
         })
     };
@@ -556,7 +576,7 @@ fn declined_request_preempt_is_retried_by_sysmon() {
         std::thread::spawn(move || {
             // Request once, while the victim is inside a NoPreempt region.
             assert!(wait_until(|| guarded.load(Ordering::Acquire)));
-            assert!(slot.request_preempt());
+            assert!(urgent_preempt::diagnostics::request_preempt(&slot));
         })
     };
     let ((), m, _) = run_on_slot(&p, 0, move |slot| {
@@ -578,4 +598,99 @@ fn declined_request_preempt_is_retried_by_sysmon() {
     assert!(m.preempt_declined >= 1, "{m:?}");
     assert!(m.preemptions >= 1, "{m:?}");
     assert_eq!(m.preempt_requests, 1, "{m:?}");
+}
+
+/// sysmon's wake-ups: a request that succeeds stops the retries (about two
+/// wake-ups per preemption), and a declined one is retried on a short
+/// constant interval (150 µs), not faster. Counts, not speed: the bounds
+/// only grow if the machine is slow.
+#[test]
+fn sysmon_wakeups_stay_bounded() {
+    let _s = serial();
+    let p = preemptor(1000, true, 1);
+    let w0 = urgent_preempt::diagnostics::sysmon_wakeups(&p);
+    let (_, m, _) = run_on_slot(&p, 0, |slot| {
+        while slot.metrics().preemptions < 100 {
+            std::hint::black_box(int_f64_work(100_000));
+        }
+    });
+    let w1 = urgent_preempt::diagnostics::sysmon_wakeups(&p);
+    let per = (w1 - w0) as f64 / m.preemptions as f64;
+    eprintln!(
+        "common case: {} wake-ups for {} preemptions ({per:.2} each), {m:?}",
+        w1 - w0,
+        m.preemptions
+    );
+    // The deadline and one retry check (2 here when idle); on a loaded
+    // machine a few more while the signal waits for the thread to run
+    // (backing off: 150, 300, 600, 1200 µs...).
+    assert!(per < 12.0, "{} wake-ups, {m:?}", w1 - w0);
+
+    let (elapsed, m, _) = run_on_slot(&p, 0, |slot| {
+        let _g = urgent_preempt::disable();
+        let t = Instant::now();
+        while slot.metrics().preempt_declined < 200 && t.elapsed() < Duration::from_secs(20) {
+            std::hint::black_box(int_f64_work(100_000));
+        }
+        t.elapsed()
+    });
+    let w2 = urgent_preempt::diagnostics::sysmon_wakeups(&p);
+    let rate = (w2 - w1) as f64 / elapsed.as_secs_f64();
+    eprintln!(
+        "declined: {} wake-ups in {elapsed:?} ({rate:.0}/s), {m:?}",
+        w2 - w1
+    );
+    assert!(m.preempt_declined >= 200, "{m:?}");
+    assert_eq!(m.preemptions, 0, "{m:?}");
+    // At most one retry per 150 µs (6 667/s) plus the odd extra wake-up.
+    assert!(
+        (w2 - w1) as f64 <= elapsed.as_secs_f64() / 150e-6 * 1.2 + 50.0,
+        "{rate:.0} wake-ups/s"
+    );
+}
+
+/// A slot added after the start (a thread created later) is watched by
+/// sysmon like the workers': its overrunning coroutine is preempted. Once
+/// its thread is gone and the slot dropped, the next `add_slot` hands it out
+/// again.
+#[test]
+fn added_slot_is_watched_and_recycled() {
+    let _s = serial();
+    let p = preemptor(500, true, 1);
+    // sysmon is asleep with no deadline by now (nothing runs).
+    std::thread::sleep(Duration::from_millis(20));
+    let slot = p.add_slot().unwrap();
+    assert_eq!(slot.index(), 1);
+    let index = slot.index();
+    let ((), m, calls) = run_with_slot(slot, |slot| {
+        let end = Instant::now() + Duration::from_secs(10);
+        while slot.metrics().preemptions < 5 && Instant::now() < end {
+            std::hint::black_box(int_f64_work(100_000));
+        }
+    });
+    assert!(m.preemptions >= 5, "{m:?}");
+    assert_eq!(calls, m.preemptions);
+    assert!(
+        p.metrics().preemptions >= 5,
+        "added slots count in the total"
+    );
+    // The thread exited and `run_with_slot` dropped its Arc: recycled.
+    let again = p.add_slot().unwrap();
+    assert_eq!(again.index(), index);
+    let other = p.add_slot().unwrap();
+    assert_eq!(
+        other.index(),
+        index + 1,
+        "a held slot is not handed out twice"
+    );
+}
+
+#[test]
+fn slot_names_the_fix_for_an_index_beyond_the_workers() {
+    let p = preemptor(1000, true, 1);
+    let Err(err) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.slot(1))) else {
+        panic!("slot(1) of a one-worker preemptor did not panic");
+    };
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("Preemptor::add_slot"), "{msg}");
 }

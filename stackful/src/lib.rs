@@ -75,6 +75,9 @@
 //!   next to it; nothing else. It allocates nothing and takes no lock. It
 //!   runs on the alternate signal stack that [`init_thread`] installs (std's
 //!   threads also have a small one).
+//! - The signal layer (alternate stacks sized from `AT_MINSIGSTKSZ`, handler
+//!   installation and chaining, the page size) lives here, in `signal.rs`,
+//!   and is shared with the preempt crate through the hidden `sys` module.
 //!
 //! # Stack pools
 //!
@@ -127,7 +130,6 @@
 //! ```
 
 #![warn(missing_docs)]
-#![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(not(unix))]
 compile_error!("urgent-stackful supports Linux (x86_64, aarch64) only");
@@ -136,6 +138,10 @@ mod arch;
 mod coroutine;
 mod signal;
 mod stack;
+#[doc(hidden)]
+pub mod sync;
+#[doc(hidden)]
+pub mod sys;
 
 /// The context-switch crate underneath, for baseline benchmarks only; not
 /// part of the API.

@@ -8,11 +8,12 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use urgent_preempt::{PreemptMetrics, Preemptor, Slot};
+use urgent_stackful::sync::lock;
 
 /// Serialises CPU-heavy tests (2 shared cores).
 pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&SERIAL)
 }
 
 thread_local! {
@@ -54,7 +55,7 @@ pub fn hook() {
     TOTAL_HOOK_CALLS.fetch_add(1, Ordering::Relaxed);
     if CAPTURE_BACKTRACE.with(|c| c.replace(false)) {
         let bt = std::backtrace::Backtrace::force_capture().to_string();
-        *CAPTURED.lock().unwrap_or_else(|e| e.into_inner()) = Some(bt);
+        *lock(&CAPTURED) = Some(bt);
     }
     // The executor's suspend path may allocate: so does the test hook.
     std::hint::black_box(Box::new([0u8; 48]));
@@ -110,11 +111,20 @@ pub fn run_on_slot<R: Send + 'static>(
     idx: usize,
     f: impl FnOnce(&Arc<Slot>) -> R + Send + 'static,
 ) -> (R, PreemptMetrics, u64) {
-    let slot = p.slot(idx);
+    run_with_slot(p.slot(idx), f)
+}
+
+/// [`run_on_slot`] with a given slot (e.g. one from `Preemptor::add_slot`).
+pub fn run_with_slot<R: Send + 'static>(
+    slot: Arc<Slot>,
+    f: impl FnOnce(&Arc<Slot>) -> R + Send + 'static,
+) -> (R, PreemptMetrics, u64) {
     let before = slot.metrics();
+    let theirs = slot.clone();
     let t = std::thread::Builder::new()
         .stack_size(4 << 20)
         .spawn(move || {
+            let slot = theirs;
             slot.register_current_thread();
             let (lo, hi) = own_stack_bounds();
             CTX.with(|c| c.set((Arc::as_ptr(&slot), lo, hi)));
@@ -127,12 +137,13 @@ pub fn run_on_slot<R: Send + 'static>(
         })
         .unwrap();
     let (r, calls) = t.join().unwrap();
-    let after = p.slot(idx).metrics();
+    let after = slot.metrics();
     let m = PreemptMetrics {
         preempt_requests: after.preempt_requests - before.preempt_requests,
         preemptions: after.preemptions - before.preemptions,
         preempt_declined: after.preempt_declined - before.preempt_declined,
         long_polls: after.long_polls - before.long_polls,
+        unacknowledged_signals: after.unacknowledged_signals - before.unacknowledged_signals,
     };
     (r, m, calls)
 }
