@@ -175,6 +175,7 @@
 )]
 
 mod arch;
+mod safepoint;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod signal;
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
@@ -278,6 +279,7 @@ pub(crate) struct HandlerLine {
     pub(crate) pushed: AtomicBool,
     pub(crate) declined: AtomicU64,
     pub(crate) preemptions: AtomicU64,
+    pub(crate) decline_reasons: safepoint::DeclineCounters,
 }
 
 /// One worker's preemption slot. See the crate docs for the protocol.
@@ -366,6 +368,7 @@ impl Slot {
                 pushed: AtomicBool::new(false),
                 declined: AtomicU64::new(0),
                 preemptions: AtomicU64::new(0),
+                decline_reasons: safepoint::DeclineCounters::new(),
             }),
         }
     }
@@ -381,6 +384,7 @@ impl Slot {
             self.async_enabled.store(false, Ordering::Relaxed);
         }
         self.tid.store(gettid(), Ordering::Release);
+        safepoint::prepare_thread();
         REGISTRATION.with(|r| {
             let mut r = r.borrow_mut();
             // Drop the previous registration first (it clears CURRENT).
