@@ -182,6 +182,7 @@
 )]
 
 mod arch;
+mod safepoint;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod signal;
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
@@ -298,6 +299,7 @@ pub(crate) struct HandlerLine {
     pub(crate) pushed: AtomicBool,
     pub(crate) declined: AtomicU64,
     pub(crate) preemptions: AtomicU64,
+    pub(crate) decline_reasons: safepoint::DeclineCounters,
 }
 
 /// One worker's preemption slot. See the crate docs for the protocol.
@@ -396,6 +398,7 @@ impl Slot {
                 pushed: AtomicBool::new(false),
                 declined: AtomicU64::new(0),
                 preemptions: AtomicU64::new(0),
+                decline_reasons: safepoint::DeclineCounters::new(),
             }),
         }
     }
@@ -417,6 +420,7 @@ impl Slot {
         self.sysmon.signal_pending.store(false, Ordering::Relaxed);
         self.sysmon.blocked_reported.store(false, Ordering::Relaxed);
         self.tid.store(gettid(), Ordering::Release);
+        safepoint::prepare_thread();
         REGISTRATION.with(|r| {
             let mut r = r.borrow_mut();
             // Drop the previous registration first (it clears CURRENT).

@@ -10,7 +10,7 @@
 //! system call of its own (a chained handler may, that is its business). It
 //! preserves `errno`.
 
-use crate::{arch, symtab, Slot, RUNNING_COROUTINE};
+use crate::{arch, Slot, RUNNING_COROUTINE};
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Once;
@@ -86,31 +86,56 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     unsafe { *libc::__errno_location() = errno };
 }
 
-/// Go's `isAsyncSafePoint`, for the current thread's slot.
+/// Go's `isAsyncSafePoint`, for the current thread's slot, extended to the
+/// whole stack (DESIGN §5.4, `safepoint`): every frame from the interrupted
+/// PC up to the coroutine's base must be pure. Counts the reason of a
+/// decline in the slot's `decline_reasons`.
 ///
 /// # Safety
 /// `ctx` must be the ucontext of the running handler.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 unsafe fn is_async_safe_point(slot: &Slot, ctx: *mut libc::c_void) -> bool {
+    use crate::safepoint::{Reason, Verdict};
+    let reasons = &slot.handler.decline_reasons;
     if !slot.async_enabled.load(Ordering::Relaxed)
         || crate::HOOK.load(Ordering::Acquire) == 0
         || slot.handler.pushed.load(Ordering::Relaxed)
-        || crate::NO_PREEMPT.with(|c| c.get()) != 0
     {
+        reasons.bump(Reason::NotArmed);
+        return false;
+    }
+    if crate::NO_PREEMPT.with(|c| c.get()) != 0 {
+        reasons.bump(Reason::NoPreempt);
         return false;
     }
     // SAFETY: forwarded contract.
-    let (pc, sp) = unsafe { arch::context_pc_sp(ctx) };
+    let (_pc, sp) = unsafe { arch::context_pc_sp(ctx) };
     let lo = slot.worker.stack_lo.load(Ordering::Relaxed);
     let hi = slot.worker.stack_hi.load(Ordering::Relaxed);
     let need = arch::PUSHED_BYTES + arch::GPR_FRAME_BYTES + arch::xsave_size() + HOOK_HEADROOM;
     let Some(min_sp) = lo.checked_add(need) else {
+        reasons.bump(Reason::StackHeadroom);
         return false;
     };
     if sp < min_sp || sp > hi {
+        reasons.bump(Reason::StackHeadroom);
         return false;
     }
-    symtab::lookup(pc) == Some(true)
+    // SAFETY: ctx is the handler's ucontext; `[lo, hi)` is the running
+    // coroutine's stack, mapped while it runs (the worker published it in
+    // coroutine_started and RSP lies inside it).
+    match unsafe { crate::safepoint::classify_interrupted(ctx, lo, hi) } {
+        Verdict::Pure => true,
+        Verdict::Affine => {
+            // The thread-park path is a later step: decline, sysmon retries.
+            reasons.bump(Reason::ThreadAffine);
+            false
+        }
+        Verdict::Never(why) => {
+            reasons.bump(why);
+            false
+        }
+    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
