@@ -587,8 +587,10 @@ mod tests {
             assert_eq!(m.class_of(a + 4), Class::Pure, "{name:?} in {}", m.name);
         }
         // libc's other functions are never.
+        // SAFETY: dlsym with a NUL-terminated name; the address is only compared.
         let getpid = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"getpid".as_ptr()) } as usize;
         assert_eq!(t.find(getpid).unwrap().class_of(getpid), Class::Never);
+        // SAFETY: as above.
         let malloc = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) } as usize;
         assert_eq!(t.find(malloc).unwrap().class_of(malloc + 2), Class::Never);
         // Anonymous memory is in no module.
