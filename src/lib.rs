@@ -61,7 +61,7 @@ pub mod net {
 
 /// Runtime counters.
 pub mod metrics {
-    pub use urgent_executor::metrics::RuntimeMetrics;
+    pub use urgent_executor::metrics::{Declines, RuntimeMetrics};
 }
 
 /// HTTP servers whose connections run on urgent's workers: hyper's

@@ -2,6 +2,8 @@
 
 use crate::runtime::scheduler::Shared;
 
+pub use urgent_preempt::Declines;
+
 /// A snapshot of a runtime's counters, from
 /// [`Runtime::metrics`](crate::Runtime::metrics) or
 /// [`Handle::metrics`](crate::Handle::metrics).
@@ -25,6 +27,8 @@ pub struct RuntimeMetrics {
     preemptions: u64,
     preempt_declined: u64,
     long_polls: u64,
+    declines: Declines,
+    unacknowledged_signals: u64,
     live_tasks: usize,
     tokio_tasks: usize,
 }
@@ -41,6 +45,8 @@ impl RuntimeMetrics {
             preemptions: p.preemptions,
             preempt_declined: p.preempt_declined,
             long_polls: p.long_polls,
+            declines: p.declines,
+            unacknowledged_signals: p.unacknowledged_signals,
             live_tasks: shared.live_tasks(),
             #[cfg(feature = "tokio")]
             tokio_tasks: shared.tokio().alive_tasks(),
@@ -117,6 +123,30 @@ impl RuntimeMetrics {
     /// runtime, or under a `NoPreempt` guard) and were retried later.
     pub fn preempt_declined(&self) -> u64 {
         self.preempt_declined
+    }
+
+    /// [`preempt_declined`](Self::preempt_declined), split by reason: where
+    /// the handler found the task when it declined (a frame holding
+    /// thread-affine state, an allocator or libc internal, a `NoPreempt`
+    /// guard, a stack walk it could not finish...). A declined request is
+    /// retried within about 150 µs.
+    ///
+    /// ```
+    /// let rt = urgent_executor::Runtime::new().unwrap();
+    /// let d = rt.metrics().declines();
+    /// assert_eq!(d.thread_affine + d.never_frame, 0);
+    /// ```
+    pub fn declines(&self) -> Declines {
+        self.declines
+    }
+
+    /// Episodes in which sysmon found its preemption signals to a worker
+    /// unacknowledged, because another SIGURG handler replaced urgent's or
+    /// the thread blocks SIGURG (the cause and the fix are printed once on
+    /// stderr). Async preemption cannot work there; `checkpoint()` still
+    /// does.
+    pub fn unacknowledged_signals(&self) -> u64 {
+        self.unacknowledged_signals
     }
 
     /// Polls of plain futures that ran past the quantum (never preempted:

@@ -243,10 +243,58 @@ pub struct PreemptMetrics {
     /// blocks SIGURG (one per episode; the cause is printed on stderr).
     /// Async preemption cannot work there; cooperative requests still do.
     pub unacknowledged_signals: u64,
+    /// `preempt_declined`, split by the reason the handler declined.
+    pub declines: Declines,
+}
+
+/// Declined preemption requests by reason (see DESIGN-derived docs in
+/// `docs/architecture.md`): a frame that needs a thread park, one that must
+/// never be stopped, a walk that could not finish, and so on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Declines {
+    /// Async preemption off for the slot, no hook, or a call already pushed.
+    pub not_armed: u64,
+    /// A `NoPreempt` guard (or a runtime critical section) was alive.
+    pub no_preempt: u64,
+    /// The stack pointer was outside the coroutine stack or too close to its
+    /// limit.
+    pub stack_headroom: u64,
+    /// A frame held thread-affine state (std's stdio, sync, thread,
+    /// panicking...); a thread park would be needed.
+    pub thread_affine: u64,
+    /// A frame must never be stopped (allocator, libc internals, unwinder,
+    /// the runtime, a `no_preempt_in` prefix).
+    pub never_frame: u64,
+    /// The interrupted PC was in no known object.
+    pub unknown_pc: u64,
+    /// A frame had no usable unwind information.
+    pub no_unwind_info: u64,
+    /// The walk left the stack or met a garbage return address.
+    pub bad_stack: u64,
+    /// The walk hit its frame or time limit.
+    pub walk_limit: u64,
+    /// No module table was published.
+    pub no_table: u64,
+}
+
+impl std::ops::AddAssign for Declines {
+    fn add_assign(&mut self, o: Self) {
+        self.not_armed += o.not_armed;
+        self.no_preempt += o.no_preempt;
+        self.stack_headroom += o.stack_headroom;
+        self.thread_affine += o.thread_affine;
+        self.never_frame += o.never_frame;
+        self.unknown_pc += o.unknown_pc;
+        self.no_unwind_info += o.no_unwind_info;
+        self.bad_stack += o.bad_stack;
+        self.walk_limit += o.walk_limit;
+        self.no_table += o.no_table;
+    }
 }
 
 impl std::ops::AddAssign for PreemptMetrics {
     fn add_assign(&mut self, o: Self) {
+        self.declines += o.declines;
         self.preempt_requests += o.preempt_requests;
         self.preemptions += o.preemptions;
         self.preempt_declined += o.preempt_declined;
@@ -535,6 +583,7 @@ impl Slot {
             preempt_declined: self.handler.declined.load(Ordering::Relaxed),
             long_polls: self.sysmon.long_polls.load(Ordering::Relaxed),
             unacknowledged_signals: self.sysmon.unacknowledged.load(Ordering::Relaxed),
+            declines: self.handler.decline_reasons.declines(),
         }
     }
 

@@ -68,38 +68,6 @@ pub(crate) enum Reason {
 /// Number of [`Reason`] values.
 pub(crate) const REASONS: usize = 10;
 
-impl Reason {
-    /// Short stable name, for metrics.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Reason::NotArmed => "not_armed",
-            Reason::NoPreempt => "no_preempt",
-            Reason::StackHeadroom => "stack_headroom",
-            Reason::ThreadAffine => "thread_affine",
-            Reason::NeverFrame => "never_frame",
-            Reason::UnknownPc => "unknown_pc",
-            Reason::NoUnwindInfo => "no_unwind_info",
-            Reason::BadStack => "bad_stack",
-            Reason::WalkLimit => "walk_limit",
-            Reason::NoTable => "no_table",
-        }
-    }
-
-    /// All reasons, in discriminant order.
-    pub(crate) const ALL: [Reason; REASONS] = [
-        Reason::NotArmed,
-        Reason::NoPreempt,
-        Reason::StackHeadroom,
-        Reason::ThreadAffine,
-        Reason::NeverFrame,
-        Reason::UnknownPc,
-        Reason::NoUnwindInfo,
-        Reason::BadStack,
-        Reason::WalkLimit,
-        Reason::NoTable,
-    ];
-}
-
 /// Per-slot decline counters, one per [`Reason`] (written by the handler).
 #[derive(Default)]
 pub(crate) struct DeclineCounters([AtomicU64; REASONS]);
@@ -113,10 +81,21 @@ impl DeclineCounters {
         self.0[r as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// `(reason name, count)` for every reason.
-    #[allow(dead_code)] // For the metrics the lead wires up.
-    pub(crate) fn snapshot(&self) -> [(&'static str, u64); REASONS] {
-        Reason::ALL.map(|r| (r.name(), self.0[r as usize].load(Ordering::Relaxed)))
+    /// The counts, as the public metrics report them.
+    pub(crate) fn declines(&self) -> crate::Declines {
+        let n = |r: Reason| self.0[r as usize].load(Ordering::Relaxed);
+        crate::Declines {
+            not_armed: n(Reason::NotArmed),
+            no_preempt: n(Reason::NoPreempt),
+            stack_headroom: n(Reason::StackHeadroom),
+            thread_affine: n(Reason::ThreadAffine),
+            never_frame: n(Reason::NeverFrame),
+            unknown_pc: n(Reason::UnknownPc),
+            no_unwind_info: n(Reason::NoUnwindInfo),
+            bad_stack: n(Reason::BadStack),
+            walk_limit: n(Reason::WalkLimit),
+            no_table: n(Reason::NoTable),
+        }
     }
 }
 

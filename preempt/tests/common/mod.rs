@@ -144,6 +144,7 @@ pub fn run_with_slot<R: Send + 'static>(
         preempt_declined: after.preempt_declined - before.preempt_declined,
         long_polls: after.long_polls - before.long_polls,
         unacknowledged_signals: after.unacknowledged_signals - before.unacknowledged_signals,
+        declines: after.declines,
     };
     (r, m, calls)
 }
