@@ -286,11 +286,15 @@ struct ForcedUnwind;
 ///
 /// Dropping a coroutine suspended with [`SuspendKind::Preempted`] does **not**
 /// unwind it: the interrupted instruction is not a call site, so there is no
-/// unwind information to resume from. Its stack is discarded (corosensei's
-/// `force_reset`) and reused, and **the destructors of everything on that
-/// stack never run**: memory it owned leaks, locks it held stay locked,
-/// reference counts it held are never released. The runtime only does this
-/// when a preempted task is aborted or the runtime shuts down.
+/// unwind information to resume from. Its frames are discarded (corosensei's
+/// `force_reset`) and **the destructors of everything on that stack never
+/// run**: memory it owned leaks, locks it held stay locked, reference counts
+/// it held are never released. The stack itself is **quarantined**: it stays
+/// mapped and is never reused, pooled or unmapped, because another thread or
+/// an intrusive list may still point into it (a scoped thread writing into
+/// an array there, a waiter entry pinned there); it is leaked by design and
+/// counted in [`leaked_stacks`](crate::leaked_stacks). The runtime only does
+/// this when a preempted task is aborted or the runtime shuts down.
 ///
 /// # `Send`
 ///
@@ -520,6 +524,7 @@ impl<R> Drop for Coroutine<R> {
     fn drop(&mut self) {
         // SAFETY: `inner` is never used again after this.
         let mut inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        let mut quarantine = false;
         if !inner.started() {
             // New: this only drops the closure, on this thread's stack, like
             // any value; the coroutine never ran, so it is not made current.
@@ -527,10 +532,11 @@ impl<R> Drop for Coroutine<R> {
         } else if !inner.done() {
             if self.state().last_suspend.get() == Some(SuspendKind::Preempted) {
                 // SAFETY: this skips the destructors of everything on the
-                // coroutine's stack (documented leak); it runs no code on it
-                // and leaves the stack reusable. Unwinding is not an option:
-                // the interrupted PC is not a call site.
+                // coroutine's stack (documented leak); it runs no code on it.
+                // Unwinding is not an option: the interrupted PC is not a
+                // call site. The stack is quarantined below, not reused.
                 unsafe { inner.force_reset() };
+                quarantine = true;
             } else {
                 // Suspended at a call site: the pending `suspend` panics and
                 // the stack unwinds. The code that runs sees itself as the
@@ -562,7 +568,33 @@ impl<R> Drop for Coroutine<R> {
         // output nobody took.
         drop(self.state().panic.take());
         drop(self.take_output());
-        drop(inner.into_stack().0);
+        let stack = inner.into_stack().0;
+        if quarantine {
+            // The frames of a coroutine stopped by async preemption were
+            // discarded, not unwound: whatever they had lent stack memory to
+            // still holds it, and nothing will ever tell it to let go.
+            // - Other threads: a `std::thread::scope` (or rayon/crossbeam
+            //   scope) whose threads write into arrays on this stack; they
+            //   run on, since the scope never ends. Raw pointers handed to
+            //   another thread or to the kernel (a buffer of a `read` in
+            //   flight elsewhere, io_uring/AIO buffers) likewise.
+            // - Intrusive entries linked into shared structures: waiters of
+            //   `tokio::sync::Notify`/`Semaphore`/channels, timer entries,
+            //   any future pinned on this stack by `wait` or
+            //   `spawn_preemptible` that registered itself somewhere; their
+            //   owners keep walking into this memory and writing to it.
+            // - Thread-locals and globals that point at a stack local
+            //   (`scoped_tls`-style cells, set by a guard that never resets
+            //   them), on this thread or elsewhere.
+            // - Nested coroutines owned by frames on this stack (their
+            //   stacks leak with them).
+            // None of them can be found or notified, so the memory must stay
+            // exactly as it is for the rest of the process: mapped, never
+            // reused, never `MADV_DONTNEED`ed. Leaked by design; counted.
+            stack.quarantine();
+        } else {
+            drop(stack);
+        }
     }
 }
 
