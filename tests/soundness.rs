@@ -209,3 +209,213 @@ fn aborted_preempted_task_stack_is_not_reused_intrusive_waiter() {
         assert_eq!(bad, 0, "the next task's stack was written by the Notify");
     });
 }
+
+// ---------------------------------------------------------------------------
+// 2. Floating-point control modes stay with the task that set them.
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod fp {
+    use std::hint::black_box;
+
+    extern "C" {
+        // glibc's <fenv.h> (libm, which std links): fesetround sets the
+        // rounding mode of both the x87 unit and SSE (MXCSR); fegetenv
+        // stores the x87 control word in the first 16 bits of its fenv_t
+        // (32 bytes on x86_64).
+        fn fesetround(round: libc::c_int) -> libc::c_int;
+        fn fegetenv(env: *mut u32) -> libc::c_int;
+    }
+    const FE_TOWARDZERO: libc::c_int = 0xc00;
+
+    /// MXCSR control bits (exception flags masked off) and the x87 control
+    /// word of a thread that never changed them.
+    pub const DEFAULT: (u32, u16) = (0x1f80, 0x037f);
+    /// After [`set_ftz_rz`]: flush-to-zero and round-toward-zero in MXCSR,
+    /// round-toward-zero in the x87 control word.
+    pub const FTZ_RZ: (u32, u16) = (0xff80, 0x0f7f);
+
+    /// The calling thread's floating-point control modes.
+    #[allow(deprecated)] // _mm_getcsr: the intrinsic is what we test with
+    pub fn modes() -> (u32, u16) {
+        // SAFETY: SSE is baseline on x86_64; reading MXCSR has no effect.
+        let mxcsr = unsafe { std::arch::x86_64::_mm_getcsr() } & 0xffc0;
+        let mut env = [0u32; 8];
+        // SAFETY: `env` is a 32-byte buffer, the size of glibc's fenv_t.
+        assert_eq!(unsafe { fegetenv(env.as_mut_ptr()) }, 0);
+        (mxcsr, env[0] as u16)
+    }
+
+    /// Sets flush-to-zero and round-toward-zero (SSE), round-toward-zero
+    /// (x87) on the calling thread.
+    #[allow(deprecated)] // _mm_setcsr
+    pub fn set_ftz_rz() {
+        // SAFETY: valid rounding constant; the MXCSR value sets only defined
+        // bits (masks, RC, FTZ). Code that assumes the default modes only
+        // computes different (still defined) floating-point results.
+        unsafe {
+            assert_eq!(fesetround(FE_TOWARDZERO), 0);
+            std::arch::x86_64::_mm_setcsr(FTZ_RZ.0);
+        }
+        assert_eq!(modes(), FTZ_RZ);
+    }
+
+    /// Floating-point work whose bits depend on the rounding mode (divisions)
+    /// and on flush-to-zero (subnormal products).
+    #[inline(never)]
+    pub fn chunk(seed: u64) -> u64 {
+        let mut h = 0u64;
+        let mut x = black_box(1.0f64 + seed as f64);
+        let tiny = black_box(f64::MIN_POSITIVE);
+        for i in 0..2000u64 {
+            x = x / 3.0 + 1.0;
+            let d = tiny * (0.25 + (i % 5) as f64 * 0.1);
+            h = h.rotate_left(5) ^ x.to_bits() ^ d.to_bits();
+        }
+        h
+    }
+
+    /// `chunk(0..n)` computed on a fresh thread, with FTZ/RZ if `ftz_rz`.
+    pub fn reference(n: u64, ftz_rz: bool) -> Vec<u64> {
+        std::thread::spawn(move || {
+            if ftz_rz {
+                set_ftz_rz();
+            } else {
+                assert_eq!(modes(), DEFAULT);
+            }
+            (0..n).map(chunk).collect()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+/// One worker runs a CPU task that sets FTZ/RZ, one that keeps the default
+/// modes, and a plain future; each checks its own modes and bit-exact
+/// results after every chunk of work, until both CPU tasks have been
+/// switched out `min_switches` times. `cooperative`: the CPU tasks switch at
+/// `checkpoint` and `wait` (run with async preemption off); otherwise only
+/// async preemption switches them.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn fp_modes_stay_with_their_task(cooperative: bool) {
+    use std::sync::atomic::AtomicU64;
+    const CHUNKS: u64 = 16;
+    let want_rz = Arc::new(fp::reference(CHUNKS, true));
+    let want_default = Arc::new(fp::reference(CHUNKS, false));
+    assert_ne!(
+        want_rz, want_default,
+        "the work does not depend on the modes"
+    );
+
+    let rt = rt(1, Q100);
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu_task = |ftz_rz: bool, progress: Arc<AtomicU64>| {
+        let stop = stop.clone();
+        let want = if ftz_rz {
+            want_rz.clone()
+        } else {
+            want_default.clone()
+        };
+        let own = if ftz_rz { fp::FTZ_RZ } else { fp::DEFAULT };
+        rt.spawn_cpu(move || {
+            if ftz_rz {
+                fp::set_ftz_rz();
+            }
+            // Counted, not asserted: a panic here would unwind with the
+            // wrong modes, and the report is clearer from the test thread.
+            let (mut i, mut wrong_modes, mut wrong_bits) = (0u64, 0u64, 0u64);
+            let mut first_wrong = None;
+            while !stop.load(Relaxed) {
+                let got = fp::chunk(i % CHUNKS);
+                let m = fp::modes();
+                if m != own {
+                    wrong_modes += 1;
+                    first_wrong.get_or_insert(m);
+                }
+                if got != want[(i % CHUNKS) as usize] {
+                    wrong_bits += 1;
+                }
+                if cooperative {
+                    if i % 2 == 0 {
+                        urgent::task::checkpoint();
+                    } else {
+                        urgent::wait(urgent::time::sleep(Duration::from_micros(50)));
+                    }
+                    let m = fp::modes();
+                    if m != own {
+                        wrong_modes += 1;
+                        first_wrong.get_or_insert(m);
+                    }
+                }
+                i += 1;
+                progress.store(i, Relaxed);
+            }
+            (ftz_rz, i, wrong_modes, wrong_bits, first_wrong)
+        })
+    };
+    let (rz_progress, default_progress) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let rz = cpu_task(true, rz_progress.clone());
+    let default = cpu_task(false, default_progress.clone());
+    let s = stop.clone();
+    let future = rt.spawn(async move {
+        let (mut n, mut wrong, mut first_wrong) = (0u64, 0u64, None);
+        while !s.load(Relaxed) {
+            let m = fp::modes();
+            if m != fp::DEFAULT {
+                wrong += 1;
+                first_wrong.get_or_insert(m);
+            }
+            urgent::time::sleep(Duration::from_micros(200)).await;
+            n += 1;
+        }
+        (n, wrong, first_wrong)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = rt.metrics();
+        let switched = if cooperative {
+            true
+        } else {
+            m.preemptions() >= 40
+        };
+        if switched && rz_progress.load(Relaxed) >= 40 && default_progress.load(Relaxed) >= 40
+            || rz.is_finished()
+            || default.is_finished()
+            || future.is_finished()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress within 30 s: {m:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, Relaxed);
+    let (a, b, c) = rt.block_on(async { (rz.await, default.await, future.await) });
+    let preemptions = rt.metrics().preemptions();
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let chunks = (a.1, b.1);
+    for (ftz_rz, chunks, wrong_modes, wrong_bits, first) in [a, b] {
+        let who = if ftz_rz { "FTZ/RZ" } else { "default-mode" };
+        assert!(
+            wrong_modes == 0 && wrong_bits == 0,
+            "the {who} CPU task saw other modes {wrong_modes} times (first: {first:x?}) and \
+             computed {wrong_bits} wrong chunks out of {chunks} ({preemptions} preemptions)"
+        );
+    }
+    let (rounds, wrong, first) = c.unwrap();
+    assert_eq!(
+        wrong, 0,
+        "a plain future on the worker saw other modes {wrong} times out of {rounds} (first: \
+         {first:x?})"
+    );
+    eprintln!("ok: {chunks:?} chunks, {rounds} future rounds, {preemptions} preemptions");
+}
+
+/// Async preemption path: only the signal trampoline switches the tasks.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn fp_modes_stay_with_their_task_through_preemption() {
+    if !async_preempt_available() {
+        return;
+    }
+    guard(|| fp_modes_stay_with_their_task(false));
+}
