@@ -419,3 +419,18 @@ fn fp_modes_stay_with_their_task_through_preemption() {
     }
     guard(|| fp_modes_stay_with_their_task(false));
 }
+
+/// Cooperative path: async preemption off, so the tasks switch only at
+/// `checkpoint` and `wait`, through the plain coroutine switch.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn fp_modes_stay_with_their_task_through_checkpoint_and_wait() {
+    if !support::is_child() {
+        support::run_in_child(
+            "fp_modes_stay_with_their_task_through_checkpoint_and_wait",
+            &[("URGENT_ASYNC_PREEMPT", "0")],
+        );
+        return;
+    }
+    guard(|| fp_modes_stay_with_their_task(true));
+}

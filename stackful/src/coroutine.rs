@@ -187,6 +187,10 @@ pub(crate) struct Running {
     /// it (kept here rather than passed through the switch: a smaller return
     /// value makes every switch cheaper).
     panic: Cell<Option<Payload>>,
+    /// The coroutine's floating-point control modes (`arch::fp_control`)
+    /// while it is not running: what they were when it last switched out,
+    /// the defaults before its first resume. Written only by the resumer.
+    fp: Cell<u32>,
     /// Start of the guard page.
     guard_lo: usize,
     /// End of the guard page = lowest usable address.
@@ -362,6 +366,7 @@ impl<R> Coroutine<R> {
                 repanics: Cell::new(0),
                 output_ready: Cell::new(false),
                 panic: Cell::new(None),
+                fp: Cell::new(crate::arch::DEFAULT_FP_CONTROL),
                 guard_lo,
                 stack_lo,
                 top,
@@ -426,9 +431,11 @@ impl<R> Coroutine<R> {
         self.state().parent.set(parent_run);
         // `last_suspend` keeps its value while running: nobody can observe
         // it then (`self` is borrowed mutably), and it is rewritten below.
+        let outer_fp = enter_fp(self.state());
         set_current(yielder_of(self.run));
         let r = self.inner.resume(());
         set_current(parent);
+        leave_fp(self.state(), outer_fp);
         match r {
             CoroutineResult::Yield(kind) => {
                 // Recorded here, from the value that crossed the switch, not
@@ -486,6 +493,53 @@ impl<R> Coroutine<R> {
         // is read exactly once. The coroutine has finished, so nothing else
         // touches its stack.
         Some(unsafe { OutSlot::<R>::read(self.run as usize + RESERVED) })
+    }
+}
+
+// Floating-point control modes (MXCSR's control bits and the x87 control
+// word on x86_64) are per-thread CPU state that corosensei's switch does not
+// save, so without care a coroutine that sets flush-to-zero or a rounding
+// mode would hand it to its resumer and to every coroutine resumed after it
+// on the thread. Each coroutine keeps its own in its record instead, and
+// the resumer keeps its own across the resume: before switching in, the
+// resumer's modes are read and the coroutine's loaded (if they differ); right
+// after switching back, before the resumer runs anything else, the
+// coroutine's modes are read into its record and the resumer's loaded back
+// (if they differ). Nothing between the switch and these reads changes the
+// modes, so this is the same as saving them in `suspend`, without making
+// `suspend` (inlined into user code) any bigger. A preempted coroutine
+// switches out through the trampoline, which has already put the defaults
+// in force and restores the task's own after the switch back in; the record
+// then holds the defaults, which is what the trampoline expects to resume
+// with. New coroutines start with the defaults. MXCSR's exception flags are
+// not switched: they stay with the thread.
+//
+// Cost: two reads of each register per round trip; a load only when the
+// modes differ. Reading the x87 control word is cheap, but STMXCSR is
+// microcoded on some CPUs (several ns on the AMD EPYC this was measured on,
+// which dominates the switch there); it cannot be skipped without losing
+// either the coroutine's changes or the resumer's.
+
+/// Loads `run`'s floating-point control modes if they differ from the
+/// current ones; returns the current (the resumer's).
+#[inline(always)]
+fn enter_fp(run: &Running) -> u32 {
+    let outer = crate::arch::fp_control();
+    let own = run.fp.get();
+    if own != outer {
+        crate::arch::switch_fp_control(outer, own);
+    }
+    outer
+}
+
+/// Records the modes the coroutine of `run` switched out with, and puts the
+/// resumer's (`outer`, from `enter_fp`) back if they differ.
+#[inline(always)]
+fn leave_fp(run: &Running, outer: u32) {
+    let own = crate::arch::fp_control();
+    run.fp.set(own);
+    if own != outer {
+        crate::arch::switch_fp_control(own, outer);
     }
 }
 
@@ -551,15 +605,21 @@ impl<R> Drop for Coroutine<R> {
                 };
                 self.state().parent.set(parent_run);
                 set_current(yielder_of(self.run));
-                // Restores the current pointer even if the unwind panics
-                // (it should not: the coroutine's root catches everything).
-                struct Restore(*const Y);
+                // The destructors run with the coroutine's own FP modes.
+                let outer_fp = enter_fp(self.state());
+                // Restores the current pointer and the FP modes even if the
+                // unwind panics (it should not: the coroutine's root catches
+                // everything).
+                struct Restore(*const Y, *const Running, u32);
                 impl Drop for Restore {
                     fn drop(&mut self) {
                         set_current(self.0);
+                        // SAFETY: the record of the coroutine being dropped,
+                        // on its stack, which is still owned by `inner`.
+                        leave_fp(unsafe { &*self.1 }, self.2);
                     }
                 }
-                let _restore = Restore(parent);
+                let _restore = Restore(parent, self.run, outer_fp);
                 inner.force_unwind();
             }
         }

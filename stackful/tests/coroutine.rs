@@ -581,3 +581,77 @@ fn send_bounds() {
     send::<Coroutine>();
     send::<Resume>();
 }
+
+/// Each coroutine and its resumer keep their own floating-point control
+/// modes across `suspend`/`resume` (corosensei's switch saves neither MXCSR
+/// nor the x87 control word).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+#[allow(deprecated)] // _mm_getcsr/_mm_setcsr: the intrinsics are what we test with
+fn fp_control_modes_stay_with_each_coroutine() {
+    use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+    extern "C" {
+        // glibc: sets the x87 and SSE rounding modes; reads the x87 one.
+        fn fesetround(round: libc::c_int) -> libc::c_int;
+        fn fegetround() -> libc::c_int;
+    }
+    const FE_TONEAREST: libc::c_int = 0;
+    const FE_TOWARDZERO: libc::c_int = 0xc00;
+    const FE_UPWARD: libc::c_int = 0x800;
+    // SAFETY (all blocks below): reading/writing MXCSR with defined control
+    // bits and setting a valid rounding mode only changes how floating-point
+    // results round; this thread is restored to the defaults at the end.
+    let modes = || (unsafe { _mm_getcsr() } & 0xffc0, unsafe { fegetround() });
+    let set = |mxcsr: u32, x87: libc::c_int| unsafe {
+        assert_eq!(fesetround(x87), 0);
+        _mm_setcsr(mxcsr);
+    };
+    const DEFAULT: (u32, libc::c_int) = (0x1f80, FE_TONEAREST);
+    const FTZ_RZ: (u32, libc::c_int) = (0xff80, FE_TOWARDZERO);
+    const UP: (u32, libc::c_int) = (0x5f80, FE_UPWARD);
+    assert_eq!(modes(), DEFAULT);
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let mut a = Coroutine::new(stack(), move || {
+        s.lock().unwrap().push(("a starts", modes()));
+        set(FTZ_RZ.0, FTZ_RZ.1);
+        suspend(SuspendKind::Yield);
+        s.lock().unwrap().push(("a resumed", modes()));
+        suspend(SuspendKind::Yield);
+        s.lock().unwrap().push(("a resumed again", modes()));
+    });
+    let s = seen.clone();
+    let mut b = Coroutine::new(stack(), move || {
+        s.lock().unwrap().push(("b starts", modes()));
+        suspend(SuspendKind::Yield);
+        s.lock().unwrap().push(("b resumed", modes()));
+    });
+    assert!(matches!(a.resume(), Resume::Suspended(_)));
+    assert_eq!(modes(), DEFAULT, "a's modes leaked to its resumer");
+    assert!(matches!(b.resume(), Resume::Suspended(_)));
+    // The resumer changes its own modes; the coroutines must not see them.
+    set(UP.0, UP.1);
+    assert!(matches!(a.resume(), Resume::Suspended(_)));
+    assert!(matches!(b.resume(), Resume::Finished));
+    assert_eq!(modes(), UP, "the resumer lost its own modes");
+    // Resumed on another thread, a keeps its modes there too.
+    // (A new thread inherits its creator's modes: set its own first.)
+    let t = std::thread::spawn(move || {
+        set(DEFAULT.0, DEFAULT.1);
+        assert!(matches!(a.resume(), Resume::Finished));
+        modes()
+    });
+    assert_eq!(t.join().unwrap(), DEFAULT);
+    set(DEFAULT.0, DEFAULT.1);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("a starts", DEFAULT),
+            ("b starts", DEFAULT),
+            ("a resumed", FTZ_RZ),
+            ("b resumed", DEFAULT),
+            ("a resumed again", FTZ_RZ),
+        ]
+    );
+}
