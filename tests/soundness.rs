@@ -434,3 +434,84 @@ fn fp_modes_stay_with_their_task_through_checkpoint_and_wait() {
     }
     guard(|| fp_modes_stay_with_their_task(true));
 }
+
+// ---------------------------------------------------------------------------
+// 3. Stack sizes too small for the preemption trampoline.
+
+/// A stack that leaves no room for the trampoline is refused, naming the
+/// minimum; the minimum itself works, and a task on it is preempted.
+#[test]
+fn stack_too_small_to_preempt_is_invalid_input() {
+    if !async_preempt_available() {
+        return;
+    }
+    let min = urgent_preempt::min_stack_size();
+    assert!(min > urgent_stackful::MIN_STACK_SIZE, "{min}");
+    assert_eq!(min % 4096, 0);
+    for size in [16 * 1024, min - 4096] {
+        let err = urgent::Builder::new()
+            .worker_threads(1)
+            .stack_size(size)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("stack of {size} bytes is too small to preempt")),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("the minimum is {min} bytes ({} KiB)", min / 1024)),
+            "{msg}"
+        );
+        assert!(msg.contains("raise Builder::stack_size"), "{msg}");
+        assert!(msg.contains("URGENT_ASYNC_PREEMPT=0"), "{msg}");
+    }
+    eprintln!(
+        "minimum stack size here: {min} bytes, xsave {:?}",
+        urgent_preempt::xsave_info()
+    );
+    guard(move || {
+        let rt = urgent::Builder::new()
+            .worker_threads(1)
+            .quantum(Duration::from_millis(1))
+            .stack_size(min)
+            .build()
+            .expect("the minimum is accepted");
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let spinner = rt.spawn_cpu(move || {
+            let mut n = 0u64;
+            while !s.load(Relaxed) {
+                n = black_box(n.wrapping_add(1));
+            }
+            n
+        });
+        // The sleeper only wakes if the spinner is preempted.
+        rt.block_on(rt.spawn(async move {
+            urgent::time::sleep(Duration::from_millis(20)).await;
+            stop.store(true, Relaxed);
+        }))
+        .unwrap();
+        assert!(rt.block_on(spinner).unwrap() > 0);
+        assert!(rt.metrics().preemptions() > 0, "{:?}", rt.metrics());
+    });
+}
+
+/// With async preemption off, the plain coroutine minimum is enough.
+#[test]
+fn small_stack_is_fine_without_async_preemption() {
+    if !support::is_child() {
+        support::run_in_child(
+            "small_stack_is_fine_without_async_preemption",
+            &[("URGENT_ASYNC_PREEMPT", "0")],
+        );
+        return;
+    }
+    let rt = urgent::Builder::new()
+        .worker_threads(1)
+        .stack_size(urgent_stackful::MIN_STACK_SIZE)
+        .build()
+        .expect("16 KiB stacks without async preemption");
+    assert_eq!(rt.block_on(rt.spawn_cpu(|| 7)).unwrap(), 7);
+}

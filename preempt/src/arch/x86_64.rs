@@ -83,9 +83,15 @@ static XSAVE_MASK_HI: AtomicU32 = AtomicU32::new(u32::MAX);
 static XSAVE_MODE: AtomicU8 = AtomicU8::new(MODE_FXSAVE);
 
 /// Probes CPUID leaf 1 / 0xD and XCR0 and fills the statics the trampoline
-/// reads. Must run (once) before the first call can be pushed; the caller
+/// reads. Must run before the first call can be pushed; the caller
 /// guarantees that by calling it before installing the signal handler.
+/// Idempotent (the probe runs once; later calls wait for it).
 pub fn init() {
+    static PROBE: std::sync::Once = std::sync::Once::new();
+    PROBE.call_once(probe);
+}
+
+fn probe() {
     use core::arch::x86_64::{__cpuid, __cpuid_count};
     // CPUID is available on every x86_64 CPU (safe intrinsic).
     let leaf1 = __cpuid(1);
@@ -113,9 +119,18 @@ pub fn init() {
     );
 }
 
-/// Size of the extended-state area the trampoline reserves.
+/// Size of the extended-state area the trampoline reserves (valid after
+/// [`init`]).
 pub fn xsave_size() -> usize {
     XSAVE_SIZE.load(Ordering::Relaxed)
+}
+
+/// Bytes of stack the trampoline itself takes below the interrupted RSP:
+/// the red zone and pushed return address, the register frame and the
+/// extended-state area, as sized on this CPU. Probes the CPU if needed.
+pub fn trampoline_bytes() -> usize {
+    init();
+    PUSHED_BYTES + GPR_FRAME_BYTES + xsave_size()
 }
 
 /// Human-readable name of the save instruction in use (for diagnostics).
