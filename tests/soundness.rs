@@ -42,6 +42,17 @@ fn wait_for_preemptions(rt: &urgent::Runtime, n: u64) {
     }
 }
 
+/// Spins until preempted for good. Out of line so that the interrupted PC
+/// is in this test's code, not inlined into `std::thread::scope` (whose code
+/// is never preempted).
+#[inline(never)]
+fn spin_forever() -> ! {
+    let mut n = 0u64;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
 /// Fills a 2 KiB frame per level with a pattern, then checks it for `for_`,
 /// recursing `depth` levels (so return addresses and saved registers sit
 /// between the arrays). Returns how many words were found changed.
@@ -104,10 +115,7 @@ fn aborted_preempted_task_stack_is_not_reused_scoped_thread() {
                         w.store(true, Relaxed);
                     }
                 });
-                let mut n = 0u64;
-                loop {
-                    n = black_box(n.wrapping_add(1));
-                }
+                spin_forever()
             })
         });
         while !writing.load(Relaxed) {
