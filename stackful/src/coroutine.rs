@@ -300,6 +300,16 @@ struct ForcedUnwind;
 /// counted in [`leaked_stacks`](crate::leaked_stacks). The runtime only does
 /// this when a preempted task is aborted or the runtime shuts down.
 ///
+/// # Floating-point control modes
+///
+/// On x86_64 each coroutine has its own MXCSR control bits (rounding,
+/// flush-to-zero, denormals-are-zero, exception masks) and x87 control word:
+/// a new coroutine starts with the defaults, keeps what it sets across its
+/// suspensions (on whatever thread resumes it), and whoever calls
+/// [`resume`](Coroutine::resume) gets its own modes back when it returns.
+/// The exception flags are not switched; they stay with the thread. Other
+/// targets do not isolate these modes yet.
+///
 /// # `Send`
 ///
 /// The closure is `Send`, but values it creates on the coroutine's stack need
