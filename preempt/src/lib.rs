@@ -200,6 +200,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use arch::{min_stack_size, MIN_TASK_FRAMES};
 pub use signal::HOOK_HEADROOM;
 
 /// Configuration of a [`Preemptor`].

@@ -187,6 +187,10 @@ pub(crate) struct Running {
     /// it (kept here rather than passed through the switch: a smaller return
     /// value makes every switch cheaper).
     panic: Cell<Option<Payload>>,
+    /// The coroutine's floating-point control modes (`arch::fp_control`)
+    /// while it is not running: what they were when it last switched out,
+    /// the defaults before its first resume. Written only by the resumer.
+    fp: Cell<u32>,
     /// Start of the guard page.
     guard_lo: usize,
     /// End of the guard page = lowest usable address.
@@ -286,11 +290,25 @@ struct ForcedUnwind;
 ///
 /// Dropping a coroutine suspended with [`SuspendKind::Preempted`] does **not**
 /// unwind it: the interrupted instruction is not a call site, so there is no
-/// unwind information to resume from. Its stack is discarded (corosensei's
-/// `force_reset`) and reused, and **the destructors of everything on that
-/// stack never run**: memory it owned leaks, locks it held stay locked,
-/// reference counts it held are never released. The runtime only does this
-/// when a preempted task is aborted or the runtime shuts down.
+/// unwind information to resume from. Its frames are discarded (corosensei's
+/// `force_reset`) and **the destructors of everything on that stack never
+/// run**: memory it owned leaks, locks it held stay locked, reference counts
+/// it held are never released. The stack itself is **quarantined**: it stays
+/// mapped and is never reused, pooled or unmapped, because another thread or
+/// an intrusive list may still point into it (a scoped thread writing into
+/// an array there, a waiter entry pinned there); it is leaked by design and
+/// counted in [`leaked_stacks`](crate::leaked_stacks). The runtime only does
+/// this when a preempted task is aborted or the runtime shuts down.
+///
+/// # Floating-point control modes
+///
+/// On x86_64 each coroutine has its own MXCSR control bits (rounding,
+/// flush-to-zero, denormals-are-zero, exception masks) and x87 control word:
+/// a new coroutine starts with the defaults, keeps what it sets across its
+/// suspensions (on whatever thread resumes it), and whoever calls
+/// [`resume`](Coroutine::resume) gets its own modes back when it returns.
+/// The exception flags are not switched; they stay with the thread. Other
+/// targets do not isolate these modes yet.
 ///
 /// # `Send`
 ///
@@ -379,6 +397,7 @@ impl<R> Coroutine<R> {
                 repanics: Cell::new(0),
                 output_ready: Cell::new(false),
                 panic: Cell::new(None),
+                fp: Cell::new(crate::arch::DEFAULT_FP_CONTROL),
                 guard_lo,
                 stack_lo,
                 top,
@@ -443,9 +462,11 @@ impl<R> Coroutine<R> {
         self.state().parent.set(parent_run);
         // `last_suspend` keeps its value while running: nobody can observe
         // it then (`self` is borrowed mutably), and it is rewritten below.
+        let outer_fp = enter_fp(self.state());
         set_current(yielder_of(self.run));
         let r = self.inner.resume(());
         set_current(parent);
+        leave_fp(self.state(), outer_fp);
         match r {
             CoroutineResult::Yield(kind) => {
                 // Recorded here, from the value that crossed the switch, not
@@ -506,6 +527,53 @@ impl<R> Coroutine<R> {
     }
 }
 
+// Floating-point control modes (MXCSR's control bits and the x87 control
+// word on x86_64) are per-thread CPU state that corosensei's switch does not
+// save, so without care a coroutine that sets flush-to-zero or a rounding
+// mode would hand it to its resumer and to every coroutine resumed after it
+// on the thread. Each coroutine keeps its own in its record instead, and
+// the resumer keeps its own across the resume: before switching in, the
+// resumer's modes are read and the coroutine's loaded (if they differ); right
+// after switching back, before the resumer runs anything else, the
+// coroutine's modes are read into its record and the resumer's loaded back
+// (if they differ). Nothing between the switch and these reads changes the
+// modes, so this is the same as saving them in `suspend`, without making
+// `suspend` (inlined into user code) any bigger. A preempted coroutine
+// switches out through the trampoline, which has already put the defaults
+// in force and restores the task's own after the switch back in; the record
+// then holds the defaults, which is what the trampoline expects to resume
+// with. New coroutines start with the defaults. MXCSR's exception flags are
+// not switched: they stay with the thread.
+//
+// Cost: two reads of each register per round trip; a load only when the
+// modes differ. Reading the x87 control word is cheap, but STMXCSR is
+// microcoded on some CPUs (several ns on the AMD EPYC this was measured on,
+// which dominates the switch there); it cannot be skipped without losing
+// either the coroutine's changes or the resumer's.
+
+/// Loads `run`'s floating-point control modes if they differ from the
+/// current ones; returns the current (the resumer's).
+#[inline(always)]
+fn enter_fp(run: &Running) -> u32 {
+    let outer = crate::arch::fp_control();
+    let own = run.fp.get();
+    if own != outer {
+        crate::arch::switch_fp_control(outer, own);
+    }
+    outer
+}
+
+/// Records the modes the coroutine of `run` switched out with, and puts the
+/// resumer's (`outer`, from `enter_fp`) back if they differ.
+#[inline(always)]
+fn leave_fp(run: &Running, outer: u32) {
+    let own = crate::arch::fp_control();
+    run.fp.set(own);
+    if own != outer {
+        crate::arch::switch_fp_control(own, outer);
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn finished_panic() -> ! {
@@ -541,6 +609,7 @@ impl<R> Drop for Coroutine<R> {
     fn drop(&mut self) {
         // SAFETY: `inner` is never used again after this.
         let mut inner = unsafe { ManuallyDrop::take(&mut self.inner) };
+        let mut quarantine = false;
         if !inner.started() {
             // New: this only drops the closure, on this thread's stack, like
             // any value; the coroutine never ran, so it is not made current.
@@ -548,10 +617,11 @@ impl<R> Drop for Coroutine<R> {
         } else if !inner.done() {
             if self.state().last_suspend.get() == Some(SuspendKind::Preempted) {
                 // SAFETY: this skips the destructors of everything on the
-                // coroutine's stack (documented leak); it runs no code on it
-                // and leaves the stack reusable. Unwinding is not an option:
-                // the interrupted PC is not a call site.
+                // coroutine's stack (documented leak); it runs no code on it.
+                // Unwinding is not an option: the interrupted PC is not a
+                // call site. The stack is quarantined below, not reused.
                 unsafe { inner.force_reset() };
+                quarantine = true;
             } else {
                 // Suspended at a call site: the pending `suspend` panics and
                 // the stack unwinds. The code that runs sees itself as the
@@ -566,15 +636,21 @@ impl<R> Drop for Coroutine<R> {
                 };
                 self.state().parent.set(parent_run);
                 set_current(yielder_of(self.run));
-                // Restores the current pointer even if the unwind panics
-                // (it should not: the coroutine's root catches everything).
-                struct Restore(*const Y);
+                // The destructors run with the coroutine's own FP modes.
+                let outer_fp = enter_fp(self.state());
+                // Restores the current pointer and the FP modes even if the
+                // unwind panics (it should not: the coroutine's root catches
+                // everything).
+                struct Restore(*const Y, *const Running, u32);
                 impl Drop for Restore {
                     fn drop(&mut self) {
                         set_current(self.0);
+                        // SAFETY: the record of the coroutine being dropped,
+                        // on its stack, which is still owned by `inner`.
+                        leave_fp(unsafe { &*self.1 }, self.2);
                     }
                 }
-                let _restore = Restore(parent);
+                let _restore = Restore(parent, self.run, outer_fp);
                 inner.force_unwind();
             }
         }
@@ -583,7 +659,33 @@ impl<R> Drop for Coroutine<R> {
         // output nobody took.
         drop(self.state().panic.take());
         drop(self.take_output());
-        drop(inner.into_stack().0);
+        let stack = inner.into_stack().0;
+        if quarantine {
+            // The frames of a coroutine stopped by async preemption were
+            // discarded, not unwound: whatever they had lent stack memory to
+            // still holds it, and nothing will ever tell it to let go.
+            // - Other threads: a `std::thread::scope` (or rayon/crossbeam
+            //   scope) whose threads write into arrays on this stack; they
+            //   run on, since the scope never ends. Raw pointers handed to
+            //   another thread or to the kernel (a buffer of a `read` in
+            //   flight elsewhere, io_uring/AIO buffers) likewise.
+            // - Intrusive entries linked into shared structures: waiters of
+            //   `tokio::sync::Notify`/`Semaphore`/channels, timer entries,
+            //   any future pinned on this stack by `wait` or
+            //   `spawn_preemptible` that registered itself somewhere; their
+            //   owners keep walking into this memory and writing to it.
+            // - Thread-locals and globals that point at a stack local
+            //   (`scoped_tls`-style cells, set by a guard that never resets
+            //   them), on this thread or elsewhere.
+            // - Nested coroutines owned by frames on this stack (their
+            //   stacks leak with them).
+            // None of them can be found or notified, so the memory must stay
+            // exactly as it is for the rest of the process: mapped, never
+            // reused, never `MADV_DONTNEED`ed. Leaked by design; counted.
+            stack.quarantine();
+        } else {
+            drop(stack);
+        }
     }
 }
 

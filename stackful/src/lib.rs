@@ -26,9 +26,12 @@
 //!            resume                suspend(kind)
 //!   new ───────────────▶ running ───────────────▶ suspended(Yield | Preempted)
 //!    │                    │  ▲                          │        │
-//!    │ drop               │  └──────── resume ──────────┘        │ drop: Yield → unwound,
-//!    ▼                    ▼ f returns / panics                   ▼ Preempted → discarded
-//!  (closure dropped)    finished ── drop ──▶ stack back to the pool ◀──┘
+//!    │ drop               │  └──────── resume ──────────┘        │ drop
+//!    ▼                    ▼ f returns / panics            ┌──────┴──────┐
+//!  (closure dropped)    finished ── drop ──▶ stack back ◀─┘ Yield:      │ Preempted: frames
+//!                                            to the pool    unwound     ▼ discarded, not unwound
+//!                                                         stack quarantined: stays mapped,
+//!                                                         never pooled or reused (leaked)
 //! ```
 //!
 //! - **new**: created by [`Coroutine::new`]; the closure sits on the top of the
@@ -39,9 +42,15 @@
 //!   Resumable on any thread; dropping it unwinds its stack (destructors run).
 //! - **suspended(Preempted)**: stopped inside [`suspend`] called from the
 //!   preemption trampoline, which interrupted arbitrary code. Resumable;
-//!   dropping it discards the stack *without running destructors* (the
-//!   interrupted PC is not a call site, so it cannot be unwound). This leak
-//!   is the documented price of aborting a preempted task.
+//!   dropping it discards its frames *without running destructors* (the
+//!   interrupted PC is not a call site, so it cannot be unwound), and
+//!   **quarantines its stack**: it stays mapped and is never pooled, reused
+//!   or unmapped, because something may still point into it (a scoped thread
+//!   writing into an array there, an intrusive waiter or timer entry pinned
+//!   there, a thread-local pointing at a local). Reusing it would let those
+//!   writes land in the next coroutine's frames. Both leaks are the
+//!   documented price of aborting a preempted task; [`leaked_stacks`] counts
+//!   the stacks.
 //! - **finished**: the closure returned ([`Resume::Finished`]) or panicked
 //!   ([`Resume::Panicked`], the panic was caught on the coroutine's stack).
 //!   Resuming again panics.
@@ -84,8 +93,10 @@
 //! - A [`Stack`] is an `mmap(MAP_NORESERVE)` reservation with a guard page at
 //!   its low end; its usable size is a page multiple between 16 KiB and 1 GiB.
 //! - A stack belongs to exactly one of: a [`Stack`] value, a [`Coroutine`]
-//!   (new, running, suspended or finished), the calling thread's pool, or the
-//!   global pool. Pools hold no pointers into live coroutines.
+//!   (new, running, suspended or finished), the calling thread's pool, the
+//!   global pool, or the quarantine (no owner: leaked for good, see
+//!   suspended(Preempted) above). Pools hold no pointers into live
+//!   coroutines.
 //! - On entering a pool a stack's pages below its top 16 KiB (the warm
 //!   prefix) are given back with `madvise(MADV_DONTNEED)`, so idle stacks cost
 //!   at most the warm prefix each. The syscall is skipped when canary words in
@@ -153,6 +164,6 @@ pub use coroutine::{
 };
 pub use signal::{init_thread, thread_initialized, ALT_STACK_SIZE};
 pub use stack::{
-    pooled_stacks, validate_stack_size, Stack, DEFAULT_STACK_SIZE, MAX_STACK_SIZE, MIN_STACK_SIZE,
-    WARM_PREFIX,
+    leaked_stacks, pooled_stacks, validate_stack_size, Stack, DEFAULT_STACK_SIZE, MAX_STACK_SIZE,
+    MIN_STACK_SIZE, WARM_PREFIX,
 };

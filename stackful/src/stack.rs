@@ -367,6 +367,23 @@ pub fn pooled_stacks() -> (usize, usize) {
     (local, GLOBAL_LEN.load(Ordering::Relaxed))
 }
 
+/// Stacks quarantined by [`Stack::quarantine`] since the process started.
+static LEAKED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many coroutine stacks have been leaked on purpose since the process
+/// started: stacks of coroutines dropped while suspended by async preemption
+/// (an aborted preempted task, or one still preempted when its runtime shut
+/// down). Such a stack stays mapped and is never pooled or unmapped, because
+/// something may still point into it (see "States" in the crate docs). Each
+/// one keeps the pages its task touched resident. For diagnostics and tests.
+///
+/// ```
+/// assert_eq!(urgent_stackful::leaked_stacks(), 0);
+/// ```
+pub fn leaked_stacks() -> usize {
+    LEAKED.load(Ordering::Relaxed)
+}
+
 /// A coroutine stack: an `mmap`'ed reservation with a guard page at its low
 /// end, taken from and returned to a pool.
 ///
@@ -423,6 +440,22 @@ impl Stack {
     /// `(start, end)` of the guard page.
     pub fn guard(&self) -> (usize, usize) {
         (self.raw.map_lo(), self.raw.top - self.raw.size)
+    }
+
+    /// Leaks the stack for good: it stays mapped, with its contents and its
+    /// guard page, and never enters a pool, is never `madvise`d and never
+    /// unmapped. Counted in [`leaked_stacks`].
+    ///
+    /// For the stack of a coroutine dropped while suspended by async
+    /// preemption, whose frames were discarded without running destructors:
+    /// anything those frames had lent their memory to may still read or
+    /// write it (see `Coroutine`'s `Drop`). Reusing the stack would hand that
+    /// memory to the next coroutine's frames; unmapping it or giving its
+    /// pages back (`MADV_DONTNEED` reads back zeroes) would turn those
+    /// accesses into crashes or into reads of nonsense.
+    pub(crate) fn quarantine(self) {
+        LEAKED.fetch_add(1, Ordering::Relaxed);
+        std::mem::forget(self);
     }
 }
 

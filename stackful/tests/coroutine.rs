@@ -222,9 +222,18 @@ fn drop_of_new_coroutine_drops_closure() {
 fn drop_of_preempted_leaks_without_running_destructors() {
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
-    let mut co = Coroutine::new(stack(), move || {
+    // A size no other test uses, so only this test's stacks are in play.
+    let size = 72 * 1024;
+    let lent = Arc::new(AtomicUsize::new(0));
+    let l = lent.clone();
+    let mut co = Coroutine::new(Stack::new(size).unwrap(), move || {
         let _g = SetOnDrop(d);
+        // A local whose address escapes, as to a scoped thread or an
+        // intrusive list.
+        let local = std::hint::black_box([0x5a5a_5a5a_u64; 8]);
+        l.store(&local as *const _ as usize, SeqCst);
         suspend(SuspendKind::Preempted);
+        std::hint::black_box(&local);
     });
     let (_, top) = co.stack_bounds();
     assert!(matches!(
@@ -232,6 +241,7 @@ fn drop_of_preempted_leaks_without_running_destructors() {
         Resume::Suspended(SuspendKind::Preempted)
     ));
     assert_eq!(co.last_suspend(), Some(SuspendKind::Preempted));
+    let leaked = urgent_stackful::leaked_stacks();
     drop(co);
     assert_eq!(
         drops.load(SeqCst),
@@ -240,9 +250,21 @@ fn drop_of_preempted_leaks_without_running_destructors() {
     );
     // The Arc clone on the discarded stack leaked.
     assert_eq!(Arc::strong_count(&drops), 2);
-    // The stack itself went back to this thread's pool.
-    let again = Stack::new(64 * 1024).unwrap();
-    assert_eq!(again.bounds().1, top);
+    // The stack itself is quarantined: never handed out again...
+    assert!(urgent_stackful::leaked_stacks() > leaked);
+    let again: Vec<Stack> = (0..4).map(|_| Stack::new(size).unwrap()).collect();
+    assert!(
+        again.iter().all(|s| s.bounds().1 != top),
+        "the stack of a dropped preempted coroutine was reused"
+    );
+    // ...and still mapped with its contents, for whoever still points there.
+    let p = lent.load(SeqCst) as *mut u64;
+    // SAFETY: the quarantined stack stays mapped for the life of the process
+    // and nothing else uses it; this is the access it exists to keep valid.
+    unsafe {
+        assert_eq!(p.read_volatile(), 0x5a5a_5a5a);
+        p.write_volatile(1);
+    }
 }
 
 #[test]
@@ -571,4 +593,86 @@ fn closures_larger_than_a_kib_run() {
     });
     assert!(matches!(co.resume(), Resume::Finished));
     assert_eq!(co.take_output(), Some(7 * 64 * 1024));
+}
+
+/// Each coroutine and its resumer keep their own floating-point control
+/// modes across `suspend`/`resume` (corosensei's switch saves neither MXCSR
+/// nor the x87 control word).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+#[allow(deprecated)] // _mm_getcsr/_mm_setcsr: the intrinsics are what we test with
+fn fp_control_modes_stay_with_each_coroutine() {
+    use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
+    extern "C" {
+        // glibc: sets the x87 and SSE rounding modes; reads the x87 one.
+        fn fesetround(round: libc::c_int) -> libc::c_int;
+        fn fegetround() -> libc::c_int;
+    }
+    const FE_TONEAREST: libc::c_int = 0;
+    const FE_TOWARDZERO: libc::c_int = 0xc00;
+    const FE_UPWARD: libc::c_int = 0x800;
+    // Reading/writing MXCSR with defined control bits and setting a valid
+    // rounding mode only changes how floating-point results round; this
+    // thread is restored to the defaults at the end.
+    let modes = || {
+        // SAFETY: reads MXCSR (SSE is always present on x86_64).
+        let mxcsr = unsafe { _mm_getcsr() };
+        // SAFETY: glibc's fegetround has no preconditions.
+        let x87 = unsafe { fegetround() };
+        (mxcsr & 0xffc0, x87)
+    };
+    let set = |mxcsr: u32, x87: libc::c_int| {
+        // SAFETY: a valid rounding mode constant (see above).
+        assert_eq!(unsafe { fesetround(x87) }, 0);
+        // SAFETY: defined control bits only (see above).
+        unsafe { _mm_setcsr(mxcsr) };
+    };
+    const DEFAULT: (u32, libc::c_int) = (0x1f80, FE_TONEAREST);
+    const FTZ_RZ: (u32, libc::c_int) = (0xff80, FE_TOWARDZERO);
+    const UP: (u32, libc::c_int) = (0x5f80, FE_UPWARD);
+    assert_eq!(modes(), DEFAULT);
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let mut a = Coroutine::new(stack(), move || {
+        s.lock().unwrap().push(("a starts", modes()));
+        set(FTZ_RZ.0, FTZ_RZ.1);
+        suspend(SuspendKind::Yield);
+        s.lock().unwrap().push(("a resumed", modes()));
+        suspend(SuspendKind::Yield);
+        s.lock().unwrap().push(("a resumed again", modes()));
+    });
+    let s = seen.clone();
+    let mut b = Coroutine::new(stack(), move || {
+        s.lock().unwrap().push(("b starts", modes()));
+        suspend(SuspendKind::Yield);
+        s.lock().unwrap().push(("b resumed", modes()));
+    });
+    assert!(matches!(a.resume(), Resume::Suspended(_)));
+    assert_eq!(modes(), DEFAULT, "a's modes leaked to its resumer");
+    assert!(matches!(b.resume(), Resume::Suspended(_)));
+    // The resumer changes its own modes; the coroutines must not see them.
+    set(UP.0, UP.1);
+    assert!(matches!(a.resume(), Resume::Suspended(_)));
+    assert!(matches!(b.resume(), Resume::Finished));
+    assert_eq!(modes(), UP, "the resumer lost its own modes");
+    // Resumed on another thread, a keeps its modes there too.
+    // (A new thread inherits its creator's modes: set its own first.)
+    let t = std::thread::spawn(move || {
+        set(DEFAULT.0, DEFAULT.1);
+        assert!(matches!(a.resume(), Resume::Finished));
+        modes()
+    });
+    assert_eq!(t.join().unwrap(), DEFAULT);
+    set(DEFAULT.0, DEFAULT.1);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("a starts", DEFAULT),
+            ("b starts", DEFAULT),
+            ("a resumed", FTZ_RZ),
+            ("b resumed", DEFAULT),
+            ("a resumed again", FTZ_RZ),
+        ]
+    );
 }

@@ -67,7 +67,10 @@ impl Builder {
     }
 
     /// Stack size of CPU-task coroutines, rounded up to whole pages
-    /// (default 256 KiB).
+    /// (default 256 KiB). [`build`](Self::build) rejects sizes below
+    /// [`urgent_preempt::min_stack_size`] (about 28 KiB; more on CPUs with
+    /// large AVX-512/AMX state), on which a task could never be preempted,
+    /// unless async preemption is off.
     pub fn stack_size(&mut self, bytes: usize) -> &mut Self {
         self.stack_size = Some(bytes);
         self
@@ -193,6 +196,22 @@ impl Builder {
         }
         let stack_size = self.stack_size.unwrap_or(DEFAULT_STACK_SIZE);
         let stack_size = urgent_stackful::validate_stack_size(stack_size)?;
+        let async_preempt = config::env_async_preempt();
+        // Below this the preemption trampoline never fits: every task would
+        // silently be unpreemptible.
+        let min = urgent_preempt::min_stack_size();
+        if async_preempt && stack_size < min {
+            return Err(invalid(format!(
+                "urgent: a CPU task stack of {stack_size} bytes is too small to preempt its task \
+                 (the preemption trampoline saves {} bytes of CPU state and needs {} KiB of \
+                 headroom below the task's frames); the minimum is {min} bytes ({} KiB): raise \
+                 Builder::stack_size to at least that, or set URGENT_ASYNC_PREEMPT=0 for \
+                 cooperative preemption only",
+                urgent_preempt::diagnostics::xsave_info().0,
+                urgent_preempt::HOOK_HEADROOM / 1024,
+                min / 1024
+            )));
+        }
         Ok(Config {
             worker_threads,
             quantum,
@@ -208,7 +227,7 @@ impl Builder {
             blocking_keep_alive: self
                 .thread_keep_alive
                 .unwrap_or(crate::task::BLOCKING_KEEP_ALIVE),
-            async_preempt: config::env_async_preempt(),
+            async_preempt,
             schedtrace: config::env_schedtrace()?,
         })
     }

@@ -16,7 +16,8 @@
 //!                       | RDI R8 .. R15       |  14 GPRs, 112 bytes
 //!                       | (padding)           |
 //!                       | XSAVE area          |  64-byte aligned, XSAVE_SIZE bytes
-//!                       +---------------------+  <- 16-byte aligned, call into Rust
+//!                       | MXCSR, x87 CW slot  |  64 bytes (see "Floating-point control modes")
+//!                       +---------------------+  <- 64-byte aligned, call into Rust
 //! ```
 //!
 //! The epilogue reloads the extended state, pops the GPRs and RFLAGS and ends in
@@ -27,6 +28,33 @@
 //! CFA-136, RBP and every GPR at its slot, and `.cfi_signal_frame` so unwinders
 //! (libgcc, libunwind, perf, gdb) do not subtract one from the interrupted PC,
 //! which is not a call site.
+//!
+//! # Floating-point control modes
+//!
+//! MXCSR (SSE rounding, flush-to-zero, denormals-are-zero, exception masks)
+//! and the x87 control word are per-thread state that a task may change (C
+//! libraries, `fesetround`, `_mm_setcsr`). Left alone, a preempted task's
+//! modes would stay in force on its worker, and every task, future and
+//! runtime routine that runs there next would compute with them. So after
+//! the save the trampoline keeps the task's two control words in a slot
+//! below the save area, loads the defaults (MXCSR 0x1F80, x87 control word
+//! 0x037F) and only then calls into Rust; on resume, after the restore, it
+//! loads the task's control words back from that slot.
+//!
+//! The explicit reload is there because the restore alone is not obviously
+//! enough. FXRSTOR and the standard-form XRSTOR load MXCSR from the area
+//! whenever SSE or AVX is requested (XCR0 always has both x87 and SSE), but
+//! XSAVEC uses the init optimisation: it writes a component only if the
+//! processor tracks it as in use (XINUSE), records that in XSTATE_BV, and the
+//! compacted XRSTOR sets MXCSR to 0x1F80 when XSTATE_BV's SSE bit is clear.
+//! Whether a non-default MXCSR alone keeps SSE "in use" (when every XMM
+//! register is zero) is not something we could pin down in the manual; with
+//! the reload it does not matter. The x87 control word has the same shape
+//! (component 0 in its init state restores as 0x037F). The exception
+//! *flags* (MXCSR bits 0..5, the x87 status word) are saved and restored
+//! with the task by the restore itself. `tests/soundness.rs` checks the
+//! whole path: a task with FTZ/round-toward-zero keeps them, bit-exact,
+//! through preemptions, and its neighbours on the worker never see them.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -35,9 +63,10 @@ use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 /// (128) plus the pushed return address (8).
 pub const PUSHED_BYTES: usize = 128 + 8;
 
-/// Bytes of the trampoline frame besides the XSAVE area: RFLAGS, RBP, 14 GPRs
-/// and up to 63 bytes of alignment padding.
-pub const GPR_FRAME_BYTES: usize = 16 * 8 + 64;
+/// Bytes of the trampoline frame besides the XSAVE area: RFLAGS, RBP, 14 GPRs,
+/// up to 63 bytes of alignment padding, and the 64-byte slot for the task's
+/// floating-point control words below the XSAVE area.
+pub const GPR_FRAME_BYTES: usize = 16 * 8 + 64 + 64;
 
 /// Extended-state save strategy used by the trampoline.
 const MODE_FXSAVE: u8 = 0;
@@ -54,9 +83,15 @@ static XSAVE_MASK_HI: AtomicU32 = AtomicU32::new(u32::MAX);
 static XSAVE_MODE: AtomicU8 = AtomicU8::new(MODE_FXSAVE);
 
 /// Probes CPUID leaf 1 / 0xD and XCR0 and fills the statics the trampoline
-/// reads. Must run (once) before the first call can be pushed; the caller
+/// reads. Must run before the first call can be pushed; the caller
 /// guarantees that by calling it before installing the signal handler.
+/// Idempotent (the probe runs once; later calls wait for it).
 pub fn init() {
+    static PROBE: std::sync::Once = std::sync::Once::new();
+    PROBE.call_once(probe);
+}
+
+fn probe() {
     use core::arch::x86_64::{__cpuid, __cpuid_count};
     // CPUID is available on every x86_64 CPU (safe intrinsic).
     let leaf1 = __cpuid(1);
@@ -84,9 +119,18 @@ pub fn init() {
     );
 }
 
-/// Size of the extended-state area the trampoline reserves.
+/// Size of the extended-state area the trampoline reserves (valid after
+/// [`init`]).
 pub fn xsave_size() -> usize {
     XSAVE_SIZE.load(Ordering::Relaxed)
+}
+
+/// Bytes of stack the trampoline itself takes below the interrupted RSP:
+/// the red zone and pushed return address, the register frame and the
+/// extended-state area, as sized on this CPU. Probes the CPU if needed.
+pub fn trampoline_bytes() -> usize {
+    init();
+    PUSHED_BYTES + GPR_FRAME_BYTES + xsave_size()
 }
 
 /// Human-readable name of the save instruction in use (for diagnostics).
@@ -241,6 +285,20 @@ global_asm!(
     "12:",
     "xsavec64 (%rbx)",
     "13:",
+    // Floating-point control modes (see the module docs): keep the task's
+    // MXCSR (at 0) and x87 control word (at 4) in a 64-byte slot below the
+    // save area, then load the defaults for the runtime and whatever runs on
+    // this worker next: MXCSR 0x1F80 (all exceptions masked, round to
+    // nearest, no FTZ/DAZ) and control word 0x037F (all masked, round to
+    // nearest, 64-bit precision), through the scratch words at 8 and 12.
+    // 64 bytes keep RSP 64-byte aligned.
+    "subq $64, %rsp",
+    "stmxcsr (%rsp)",
+    "fnstcw 4(%rsp)",
+    "movl $0x1F80, 8(%rsp)",
+    "ldmxcsr 8(%rsp)",
+    "movw $0x037F, 12(%rsp)",
+    "fldcw 12(%rsp)",
     // RSP is 64-byte aligned here, so 16-byte aligned at the call as the ABI
     // requires.
     "call {rust}",
@@ -254,6 +312,9 @@ global_asm!(
     "14:",
     "fxrstor64 (%rbx)",
     "15:",
+    // The task's own control modes, whatever the restore did with them.
+    "ldmxcsr -64(%rbx)",
+    "fldcw -60(%rbx)",
     "leaq -112(%rbp), %rsp",
     "popq %r15",
     "popq %r14",

@@ -21,3 +21,17 @@ pub(crate) fn current() -> *const () {
 pub(crate) fn set_current(p: *const ()) {
     CURRENT.with(|c| c.set(p))
 }
+
+/// Floating-point control modes are not isolated on this target yet (the
+/// switch does not touch them): a constant, so the checks compile away.
+pub(crate) const DEFAULT_FP_CONTROL: u32 = 0;
+
+/// See [`DEFAULT_FP_CONTROL`].
+#[inline(always)]
+pub(crate) fn fp_control() -> u32 {
+    0
+}
+
+/// See [`DEFAULT_FP_CONTROL`].
+#[inline(always)]
+pub(crate) fn switch_fp_control(_from: u32, _to: u32) {}

@@ -1,7 +1,10 @@
 //! Architecture-specific pieces of `urgent-stackful`. The context switch
 //! itself is corosensei's; what lives here is the one thread-local the
 //! coroutine layer needs, `current`, read and written with single
-//! instructions where the architecture allows it.
+//! instructions where the architecture allows it, and access to the
+//! floating-point control modes (`fp_control`, `switch_fp_control`), which
+//! `Coroutine::resume` keeps per coroutine because corosensei's switch does
+//! not save them (x86_64 only for now; elsewhere they are not isolated).
 //!
 //! # Why not `thread_local!`
 //!
@@ -21,9 +24,9 @@
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod x86_64;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-pub(crate) use x86_64::{current, set_current};
+pub(crate) use x86_64::{current, fp_control, set_current, switch_fp_control, DEFAULT_FP_CONTROL};
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 mod generic;
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-pub(crate) use generic::{current, set_current};
+pub(crate) use generic::{current, fp_control, set_current, switch_fp_control, DEFAULT_FP_CONTROL};

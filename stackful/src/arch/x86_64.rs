@@ -65,3 +65,72 @@ pub(crate) fn set_current(p: *const ()) {
         );
     }
 }
+
+/// The floating-point control modes of a thread that never changed them:
+/// MXCSR 0x1F80 (low half: all exceptions masked, round to nearest, no
+/// flush-to-zero or denormals-are-zero) and x87 control word 0x037F (high
+/// half: all masked, round to nearest, 64-bit precision).
+pub(crate) const DEFAULT_FP_CONTROL: u32 = 0x1F80 | (0x037F << 16);
+
+/// MXCSR exception flags (sticky status, not control): bits 0..5.
+const MXCSR_FLAGS: u32 = 0x3F;
+
+/// This thread's floating-point control modes: MXCSR without its exception
+/// flags in the low half, the x87 control word in the high half.
+#[inline(always)]
+pub(crate) fn fp_control() -> u32 {
+    let mut mxcsr: u32 = 0;
+    let mut fcw: u16 = 0;
+    // SAFETY: STMXCSR and FNSTCW store 4 and 2 bytes to the given locals and
+    // change no state (FNSTCW does not wait for pending x87 exceptions).
+    unsafe {
+        asm!(
+            "stmxcsr dword ptr [{m}]",
+            "fnstcw word ptr [{c}]",
+            m = in(reg) &mut mxcsr,
+            c = in(reg) &mut fcw,
+            options(nostack, preserves_flags),
+        );
+    }
+    (mxcsr & !MXCSR_FLAGS) | (u32::from(fcw) << 16)
+}
+
+/// Switches this thread's floating-point control modes from `from` (what
+/// [`fp_control`] returns now) to `to` (a value it returned earlier), loading
+/// only the register that differs. MXCSR's exception flags stay as they are:
+/// only the control bits travel.
+#[cold]
+#[inline(never)]
+pub(crate) fn switch_fp_control(from: u32, to: u32) {
+    if (from ^ to) & 0xFFFF != 0 {
+        let mut mxcsr: u32 = 0;
+        // SAFETY: read MXCSR into a local, then load it with the control bits
+        // of `to`, a value read from MXCSR earlier (so no reserved bit is
+        // set), and the current flags. Changes only the SSE control modes.
+        unsafe {
+            asm!(
+                "stmxcsr dword ptr [{m}]",
+                m = in(reg) &mut mxcsr,
+                options(nostack, preserves_flags),
+            );
+            mxcsr = (mxcsr & MXCSR_FLAGS) | (to & 0xFFFF);
+            asm!(
+                "ldmxcsr dword ptr [{m}]",
+                m = in(reg) &mxcsr,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+    }
+    if (from ^ to) >> 16 != 0 {
+        let fcw = (to >> 16) as u16;
+        // SAFETY: loads an x87 control word read earlier with FNSTCW on some
+        // thread; it changes only the x87 control modes.
+        unsafe {
+            asm!(
+                "fldcw word ptr [{c}]",
+                c = in(reg) &fcw,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+    }
+}
