@@ -99,7 +99,8 @@ fn preemptible_connections_keep_fast_requests_flowing_past_an_inline_cpu_handler
         fast_took < slow_took,
         "the fast request ({fast_took:?}) waited for the inline CPU handler ({slow_took:?})"
     );
-    assert!(rt.metrics().preemptions() > 0);
+    let m = rt.metrics();
+    assert!(m.preemptions() > 0, "{m:?}");
 }
 
 #[test]

@@ -195,6 +195,17 @@ fn run_user<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The frame a future awaited by a CPU task (`wait`, `spawn_preemptible`)
+/// is polled in: like [`run_user`], an entry shim the safe-point walk stops
+/// at, so the runtime's own frames below it do not count. A closure passed
+/// to `run_user` would be a frame of its own named after `wait` (a runtime
+/// function) in builds that do not inline it. Never inlined, so that it
+/// keeps its name.
+#[inline(never)]
+fn poll_user<F: Future>(future: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    future.poll(cx)
+}
+
 /// Inside a CPU task, suspends the task until `future` completes and returns
 /// its output; the worker runs other tasks meanwhile. This is how CPU tasks
 /// await timers, channels, sockets, or tokio futures.
@@ -236,7 +247,7 @@ pub fn wait<F: Future>(future: F) -> F::Output {
         // Wakes before this poll are what resumed us; from here on, one
         // must not be lost (see `WaitWake`).
         wake.woken.store(false, Relaxed);
-        if let Poll::Ready(v) = run_user(|| future.as_mut().poll(&mut cx)) {
+        if let Poll::Ready(v) = poll_user(future.as_mut(), &mut cx) {
             return v;
         }
         suspend(SuspendKind::Yield);

@@ -230,14 +230,14 @@ impl<L: Listener> Serve<L> {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(HyperTimer)
                 .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            // Spawned as it is, not inside an async block of this crate: a
+            // preemption is declined in frames of the runtime itself, and an
+            // async block here would put one under every handler.
             let conn = graceful.watch(conn);
-            let task = async move {
-                let _ = conn.await;
-            };
             if self.preemptible {
-                crate::spawn_preemptible(task);
+                drop(crate::spawn_preemptible(conn));
             } else {
-                crate::spawn(task);
+                drop(crate::spawn(conn));
             }
         }
         drop(self.listener);

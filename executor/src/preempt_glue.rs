@@ -17,16 +17,22 @@ thread_local! {
     static SLOT: RefCell<Option<Arc<Slot>>> = const { RefCell::new(None) };
 }
 
-/// Name of the shim user closures are inlined into; it must stay
-/// preemptible although it lives in this crate.
-const USER_SHIM: &str = "urgent_executor::cpu::run_user";
+/// Names of the shims user closures and awaited futures run in: entry
+/// frames where the safe-point walk stops (the runtime's frames below them
+/// hold nothing while user code runs).
+const USER_SHIMS: [&str; 2] = [
+    "urgent_executor::cpu::run_user",
+    "urgent_executor::cpu::poll_user",
+];
 
 /// Installs the process-wide pieces once: the trampoline's hook and the
 /// allow-listed shim.
 pub(crate) fn init_process() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        urgent_preempt::allow_prefix(USER_SHIM);
+        for shim in USER_SHIMS {
+            urgent_preempt::allow_prefix(shim);
+        }
         urgent_preempt::set_preempt_hook(preempt_hook);
     });
 }
