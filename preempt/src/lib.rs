@@ -216,6 +216,12 @@ pub struct Config {
     /// Extra demangled-path prefixes never to preempt in
     /// (`Builder::no_preempt_in`). They win over [`allow_prefix`].
     pub deny_prefixes: Vec<String>,
+    /// How long a thread may stay inside one poll of a future, or blocked in
+    /// the kernel inside a coroutine run that sysmon could not preempt,
+    /// before sysmon calls the retake handler
+    /// ([`Preemptor::set_retake_handler`]; Go's `retake` of a P in a system
+    /// call). `None`: never.
+    pub retake_after: Option<Duration>,
 }
 
 impl Default for Config {
@@ -224,8 +230,25 @@ impl Default for Config {
             quantum: Duration::from_millis(10),
             async_preempt: true,
             deny_prefixes: Vec::new(),
+            retake_after: None,
         }
     }
+}
+
+/// What the handler does with a preemption request at a point that holds
+/// thread-affine state (DESIGN §5.4), per slot: [`Slot::set_thread_park`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ThreadPark {
+    /// Decline it (sysmon retries soon); only pure points are preempted.
+    Off = 0,
+    /// Push the call with a park request ([`take_park_request`] is then
+    /// true in the hook): the executor parks the thread with the task on it.
+    AtThreadAffinePoints = 1,
+    /// Every preemption is a park request, pure points too (the strict
+    /// mode, for programs whose own `thread_local!` state must never be seen
+    /// by another task).
+    Always = 2,
 }
 
 /// Counters of a [`Preemptor`] (sums over its slots) or of one [`Slot`].
@@ -349,6 +372,9 @@ pub(crate) struct HandlerLine {
     pub(crate) declined: AtomicU64,
     pub(crate) preemptions: AtomicU64,
     pub(crate) decline_reasons: safepoint::DeclineCounters,
+    /// The call being pushed is a park request, a [`Park`] (read and
+    /// cleared by the hook through [`take_park_request`]).
+    pub(crate) park: AtomicU8,
 }
 
 /// One worker's preemption slot. See the crate docs for the protocol.
@@ -357,6 +383,8 @@ pub struct Slot {
     pub(crate) tid: AtomicI32,
     quantum_ns: u64,
     pub(crate) async_enabled: AtomicBool,
+    /// A [`ThreadPark`], set by the executor.
+    pub(crate) park_mode: AtomicU8,
     monitor: Arc<sysmon::Sysmon>,
     /// Written by the worker thread only.
     pub(crate) worker: CachePadded<WorkerLine>,
@@ -426,6 +454,7 @@ impl Slot {
             tid: AtomicI32::new(0),
             quantum_ns,
             async_enabled: AtomicBool::new(async_enabled),
+            park_mode: AtomicU8::new(ThreadPark::Off as u8),
             monitor,
             worker: CachePadded(WorkerLine {
                 tick: AtomicU64::new(0),
@@ -448,6 +477,7 @@ impl Slot {
                 declined: AtomicU64::new(0),
                 preemptions: AtomicU64::new(0),
                 decline_reasons: safepoint::DeclineCounters::new(),
+                park: AtomicU8::new(Park::No as u8),
             }),
         }
     }
@@ -461,6 +491,9 @@ impl Slot {
     /// requests remain). Registering another slot replaces the previous
     /// registration.
     pub fn register_current_thread(self: &Arc<Self>) {
+        // The handler reads the thread's panic count (a thread-local):
+        // touch it here, outside any handler.
+        let _ = std::thread::panicking();
         if urgent_stackful::sys::ensure_alt_stack().is_err() {
             self.async_enabled.store(false, Ordering::Relaxed);
         }
@@ -588,6 +621,12 @@ impl Slot {
         }
     }
 
+    /// What the handler does at points that hold thread-affine state (and,
+    /// with [`ThreadPark::Always`], at every point).
+    pub fn set_thread_park(&self, mode: ThreadPark) {
+        self.park_mode.store(mode as u8, Ordering::Relaxed);
+    }
+
     /// Number of SIGURGs the handler has seen on this slot's thread (Go's
     /// `preemptGen`).
     pub fn acks(&self) -> u64 {
@@ -677,6 +716,9 @@ impl Preemptor {
         let quantum_ns = u64::try_from(config.quantum.as_nanos())
             .unwrap_or(u64::MAX)
             .max(1);
+        let retake_ns = config
+            .retake_after
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1));
         let monitor = Arc::new(sysmon::Sysmon::new());
         let slots = Arc::new(sysmon::SlotList::with_capacity(workers + MAX_ADDED_SLOTS));
         for _ in 0..workers {
@@ -690,7 +732,7 @@ impl Preemptor {
             std::thread::Builder::new()
                 .name("urgent-sysmon".into())
                 .stack_size(256 * 1024)
-                .spawn(move || sysmon::run(slots, monitor, quantum_ns, async_enabled))?
+                .spawn(move || sysmon::run(slots, monitor, quantum_ns, async_enabled, retake_ns))?
         };
         Ok(Preemptor {
             slots,
@@ -759,6 +801,20 @@ impl Preemptor {
         self.async_enabled
     }
 
+    /// Sets the function sysmon calls, with a slot's index, when that
+    /// slot's thread should lose its core ([`Config::retake_after`]): stuck
+    /// in one poll of a future, or blocked in the kernel inside a coroutine
+    /// run it could not preempt. It runs on the sysmon thread: keep it short
+    /// and non-blocking. Only the first call takes effect.
+    pub fn set_retake_handler(&self, handler: impl Fn(usize) + Send + Sync + 'static) {
+        let _ = self.monitor.retake.set(Box::new(handler));
+    }
+
+    /// Retakes handed to the retake handler so far.
+    pub fn retakes(&self) -> u64 {
+        self.monitor.retakes.load(Ordering::Relaxed)
+    }
+
     /// The configured quantum.
     pub fn quantum(&self) -> Duration {
         self.quantum
@@ -769,7 +825,12 @@ impl Drop for Preemptor {
     fn drop(&mut self) {
         self.monitor.gate.shutdown();
         if let Some(t) = self.sysmon.take() {
-            let _ = t.join();
+            // The retake handler runs on sysmon and may drop the last
+            // reference to the executor that owns this preemptor: sysmon
+            // cannot join itself; it exits on its own after the shutdown.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -806,6 +867,41 @@ pub fn should_yield() -> bool {
     }
     // SAFETY: the registration keeps the slot alive while CURRENT points at it.
     unsafe { &*p }.should_yield()
+}
+
+/// What the handler asked of the preempt hook, from [`take_park_request`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Park {
+    /// Switch coroutines: the point is pure.
+    No = 0,
+    /// Park the thread although the point is pure ([`ThreadPark::Always`]):
+    /// switching instead would be safe.
+    AtPurePoint = 1,
+    /// Park the thread: the point holds thread-affine state (a frame of
+    /// std's sync, stdio, thread, panicking... modules, or a running panic);
+    /// another task must not run on this thread until the task moves on.
+    AtAffinePoint = 2,
+}
+
+/// In the preempt hook: what the handler asked for (a coroutine switch or a
+/// thread park). Clears the request. [`Park::No`] on threads without a
+/// slot.
+pub fn take_park_request() -> Park {
+    let p = current_slot();
+    if p.is_null() {
+        return Park::No;
+    }
+    // SAFETY: the registration keeps the slot alive while CURRENT points at it.
+    match unsafe { &*p }
+        .handler
+        .park
+        .swap(Park::No as u8, Ordering::Relaxed)
+    {
+        1 => Park::AtPurePoint,
+        2 => Park::AtAffinePoint,
+        _ => Park::No,
+    }
 }
 
 /// Whether the current thread is a worker running a coroutine right now

@@ -70,7 +70,8 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
             && slot.worker.state.load(Ordering::Acquire) == RUNNING_COROUTINE;
         if requested {
             // SAFETY: ctx is this handler's ucontext.
-            if unsafe { is_async_safe_point(slot, ctx) } {
+            if let Some(park) = unsafe { is_async_safe_point(slot, ctx) } {
+                slot.handler.park.store(park as u8, Ordering::Relaxed);
                 slot.handler.pushed.store(true, Ordering::Relaxed);
                 slot.sysmon.request_tick.store(0, Ordering::Relaxed);
                 // SAFETY: is_async_safe_point verified that RSP is inside the
@@ -88,25 +89,35 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
 
 /// Go's `isAsyncSafePoint`, for the current thread's slot, extended to the
 /// whole stack (DESIGN §5.4, `safepoint`): every frame from the interrupted
-/// PC up to the coroutine's base must be pure. Counts the reason of a
-/// decline in the slot's `decline_reasons`.
+/// PC up to the coroutine's base must be pure, or the slot parks its thread
+/// at thread-affine points. `Some(park)`: push the call, with that park
+/// request. `None`: declined; counts the reason in the slot's
+/// `decline_reasons`.
+///
+/// A running panic makes every pure point thread-affine: its unwinding runs
+/// `Drop` code in ordinary frames (the unwinder's own frames are gone by
+/// then), but the thread's panic count says "panicking" to any other task
+/// that would run on the thread. `std::thread::panicking()` reads a global
+/// atomic and, only while some thread panics, a const-initialised
+/// thread-local (touched at registration): async-signal-safe.
 ///
 /// # Safety
 /// `ctx` must be the ucontext of the running handler.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-unsafe fn is_async_safe_point(slot: &Slot, ctx: *mut libc::c_void) -> bool {
+unsafe fn is_async_safe_point(slot: &Slot, ctx: *mut libc::c_void) -> Option<crate::Park> {
     use crate::safepoint::{Reason, Verdict};
+    use crate::{Park, ThreadPark};
     let reasons = &slot.handler.decline_reasons;
     if !slot.async_enabled.load(Ordering::Relaxed)
         || crate::HOOK.load(Ordering::Acquire) == 0
         || slot.handler.pushed.load(Ordering::Relaxed)
     {
         reasons.bump(Reason::NotArmed);
-        return false;
+        return None;
     }
     if crate::NO_PREEMPT.with(|c| c.get()) != 0 {
         reasons.bump(Reason::NoPreempt);
-        return false;
+        return None;
     }
     // SAFETY: forwarded contract.
     let (_pc, sp) = unsafe { arch::context_pc_sp(ctx) };
@@ -115,32 +126,45 @@ unsafe fn is_async_safe_point(slot: &Slot, ctx: *mut libc::c_void) -> bool {
     let need = arch::PUSHED_BYTES + arch::GPR_FRAME_BYTES + arch::xsave_size() + HOOK_HEADROOM;
     let Some(min_sp) = lo.checked_add(need) else {
         reasons.bump(Reason::StackHeadroom);
-        return false;
+        return None;
     };
     if sp < min_sp || sp > hi {
         reasons.bump(Reason::StackHeadroom);
-        return false;
+        return None;
     }
+    let park_mode = slot.park_mode.load(Ordering::Relaxed);
+    let affine = |reasons: &crate::safepoint::DeclineCounters| {
+        if park_mode != ThreadPark::Off as u8 {
+            // The thread keeps the task and its thread-affine state; the
+            // executor hands its core to another thread meanwhile.
+            Some(Park::AtAffinePoint)
+        } else {
+            reasons.bump(Reason::ThreadAffine);
+            None
+        }
+    };
+
     // SAFETY: ctx is the handler's ucontext; `[lo, hi)` is the running
     // coroutine's stack, mapped while it runs (the worker published it in
     // coroutine_started and RSP lies inside it).
     match unsafe { crate::safepoint::classify_interrupted(ctx, lo, hi) } {
-        Verdict::Pure => true,
-        Verdict::Affine => {
-            // The thread-park path is a later step: decline, sysmon retries.
-            reasons.bump(Reason::ThreadAffine);
-            false
-        }
+        // Checked after the walk: a "never" frame (malloc holding its arena
+        // lock, say) must decline even during a panic, since the park path
+        // allocates.
+        Verdict::Pure if std::thread::panicking() => affine(reasons),
+        Verdict::Pure if park_mode == ThreadPark::Always as u8 => Some(Park::AtPurePoint),
+        Verdict::Pure => Some(Park::No),
+        Verdict::Affine => affine(reasons),
         Verdict::Never(why) => {
             reasons.bump(why);
-            false
+            None
         }
     }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-unsafe fn is_async_safe_point(_slot: &Slot, _ctx: *mut libc::c_void) -> bool {
-    false
+unsafe fn is_async_safe_point(_slot: &Slot, _ctx: *mut libc::c_void) -> Option<crate::Park> {
+    None
 }
 
 /// Called by the assembly trampoline on the coroutine's stack, with all
@@ -157,8 +181,16 @@ pub(crate) extern "C" fn trampoline_rust() {
     }
     let hook = crate::HOOK.load(Ordering::Acquire);
     if hook != 0 {
+        // The interrupted code may be between a failing libc call and its
+        // read of errno; other tasks run on this thread before it resumes
+        // (and set errno): keep the task's value across the hook.
+        // SAFETY: __errno_location returns this thread's errno slot.
+        let errno = unsafe { *libc::__errno_location() };
         // SAFETY: HOOK only ever holds a `fn()` stored by set_preempt_hook.
         let hook: fn() = unsafe { std::mem::transmute(hook) };
         hook();
+        // SAFETY: as above; after a migration this is the new thread's slot,
+        // which is where the task reads errno from now on.
+        unsafe { *libc::__errno_location() = errno };
     }
 }

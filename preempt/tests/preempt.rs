@@ -17,6 +17,7 @@ fn preemptor(quantum_us: u64, async_preempt: bool, workers: usize) -> Preemptor 
             quantum: Duration::from_micros(quantum_us),
             async_preempt,
             deny_prefixes: Vec::new(),
+            retake_after: None,
         },
         workers,
     )

@@ -271,8 +271,12 @@ const AFFINE_PATHS: &[&str] = &[
 
 /// Exceptions inside [`AFFINE_PATHS`] that are pure: catch_unwind's frames
 /// (a call wrapper; a *running* panic is in `std::panicking::begin_panic*`,
-/// `rust_panic_with_hook`, which stay affine), and the clock.
+/// `rust_panic_with_hook`, which stay affine), the clock, and
+/// `std::thread::scope`, whose state lives in its own frame (the scoped
+/// threads unpark the `Thread` it recorded at entry, which stays right
+/// because a started CPU task is resumed only on its own thread).
 const PURE_EXCEPTIONS: &[&str] = &[
+    "std::thread::scoped::scope",
     "std::panicking::try",
     "std::panicking::try::do_call",
     "std::panicking::catch_unwind",
@@ -287,6 +291,8 @@ const BASE_PATHS: &[&str] = &[
     // The stackful crate's body closure.
     "urgent_stackful::coroutine::Coroutine::new::{{closure}}",
     "urgent_stackful::coroutine::Coroutine::new::{closure#0}",
+    "urgent_stackful::coroutine::Coroutine::new_inline::{{closure}}",
+    "urgent_stackful::coroutine::Coroutine::new_inline::{closure#0}",
 ];
 
 /// Segments that make a `corosensei::` function a coroutine start frame.

@@ -40,6 +40,17 @@
 //!   preemption there is no retry: `should_yield` sees the request.
 //! - A request made from elsewhere (`diagnostics::request_preempt`) is
 //!   adopted as if sysmon had made it (not counted again).
+//! - **Retake** (Go's `retake`, with [`Config::retake_after`]): beside the
+//!   watch, a `RetakeWatch` per slot. A future poll still going on
+//!   `retake_after` after sysmon first saw it, or a coroutine run whose
+//!   request keeps being declined while its thread's CPU clock advances by
+//!   less than a quarter of the wall time over `retake_after` and whose
+//!   scheduler state is not `R` (blocked in the kernel: a futex, a read, a
+//!   sleep), is handed to the retake handler once per run: the executor
+//!   then gives that thread's core to another thread. The CPU clock (one
+//!   `clock_gettime`, on the retries that happen anyway) screens; the state
+//!   in `/proc/self/task/<tid>/stat` decides, so a thread that only waits
+//!   for a CPU on a loaded machine is not taken for a blocked one.
 //! - Beside the watch, an `AckWatch` per slot notices signals that are
 //!   never acknowledged (handler replaced, SIGURG blocked: `unacked.rs`);
 //!   such a slot is retried once a quantum instead of every 150 µs.
@@ -75,7 +86,7 @@ mod sync {
 
 use crate::{now_ns, Slot, RUNNING_COROUTINE, RUNNING_FUTURE};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use unacked::AckWatch;
 
 /// Re-check interval after a request that did not end the run: short
@@ -300,11 +311,18 @@ fn news(slot: &Slot, watch: Watch) -> bool {
     }
 }
 
-/// sysmon's shared state: the gate and a counter for diagnostics.
+/// The executor's retake handler: called with a slot index.
+pub(crate) type RetakeHandler = Box<dyn Fn(usize) + Send + Sync>;
+
+/// sysmon's shared state: the gate, the retake handler and a counter for
+/// diagnostics.
 pub(crate) struct Sysmon {
     pub(crate) gate: Gate,
     /// Scans made (each wake-up of the sysmon thread is one scan).
     pub(crate) wakeups: AtomicU64,
+    pub(crate) retake: OnceLock<RetakeHandler>,
+    /// Retakes handed to the handler.
+    pub(crate) retakes: AtomicU64,
 }
 
 impl Sysmon {
@@ -312,6 +330,99 @@ impl Sysmon {
         Sysmon {
             gate: Gate::new(),
             wakeups: AtomicU64::new(0),
+            retake: OnceLock::new(),
+            retakes: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A thread's CPU time in ns (Linux: the per-thread CPU clock of `tid`,
+/// readable from any thread of the process); `None` if unavailable.
+fn thread_cpu_ns(tid: i32) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        // The kernel's MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED).
+        let clock: libc::clockid_t = ((!tid) << 3) | 6;
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer; an invalid clock id (a thread
+        // that exited) is an error return, not UB.
+        if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+            return None;
+        }
+        Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = tid;
+        None
+    }
+}
+
+/// Whether thread `tid` of this process is running or runnable (state `R`
+/// in `/proc/self/task/<tid>/stat`); true if that cannot be read.
+fn thread_runnable(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
+        return true;
+    };
+    // The state follows the command name, which is in parentheses and may
+    // itself contain spaces and parentheses.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        .is_none_or(|state| state == 'R')
+}
+
+/// sysmon's retake bookkeeping for one slot (see the module docs).
+#[derive(Clone, Copy, Debug, Default)]
+struct RetakeWatch {
+    /// The run last handed to the retake handler (0: none).
+    done_tick: u64,
+    /// The coroutine run being measured, when, and its CPU clock then.
+    tick: u64,
+    checked_at: u64,
+    cpu_ns: u64,
+}
+
+impl RetakeWatch {
+    /// Whether to retake the slot's thread now; and when to look again.
+    fn check(&mut self, slot: &Slot, watch: Watch, now: u64, after: u64) -> (bool, Option<u64>) {
+        match watch {
+            Watch::Future { tick, since, .. } if tick != self.done_tick => {
+                if now.saturating_sub(since) >= after {
+                    self.done_tick = tick;
+                    (true, None)
+                } else {
+                    (false, Some(since + after))
+                }
+            }
+            Watch::Requested { tick, .. } if tick != self.done_tick => {
+                let tid = slot.tid.load(Ordering::Relaxed);
+                let Some(cpu) = thread_cpu_ns(tid) else {
+                    return (false, None);
+                };
+                if tick != self.tick {
+                    (self.tick, self.checked_at, self.cpu_ns) = (tick, now, cpu);
+                    return (false, Some(now + after));
+                }
+                let wall = now.saturating_sub(self.checked_at);
+                if wall < after {
+                    return (false, Some(self.checked_at + after));
+                }
+                // The CPU clock first (one cheap call); a thread that looks
+                // blocked by it may just be waiting for a CPU on a loaded
+                // machine, so its scheduler state decides (`R`: runnable).
+                let blocked = cpu.saturating_sub(self.cpu_ns).saturating_mul(4) < wall
+                    && !thread_runnable(tid);
+                if blocked {
+                    self.done_tick = tick;
+                    return (true, None);
+                }
+                (self.checked_at, self.cpu_ns) = (now, cpu);
+                (false, Some(now + after))
+            }
+            _ => (false, None),
         }
     }
 }
@@ -325,10 +436,17 @@ fn set_timer_slack() {
 }
 
 /// sysmon's main loop; returns at shutdown.
-pub(crate) fn run(slots: Arc<SlotList>, shared: Arc<Sysmon>, quantum_ns: u64, async_on: bool) {
+pub(crate) fn run(
+    slots: Arc<SlotList>,
+    shared: Arc<Sysmon>,
+    quantum_ns: u64,
+    async_on: bool,
+    retake_ns: Option<u64>,
+) {
     set_timer_slack();
     let mut watches: Vec<Watch> = Vec::with_capacity(slots.capacity());
     let mut acks: Vec<AckWatch> = Vec::with_capacity(slots.capacity());
+    let mut retakes: Vec<RetakeWatch> = Vec::with_capacity(slots.capacity());
     let mut scan = Scan {
         now: 0,
         retry_ns: RETRY_NS,
@@ -343,7 +461,13 @@ pub(crate) fn run(slots: Arc<SlotList>, shared: Arc<Sysmon>, quantum_ns: u64, as
         // Slots added since the last scan start as Idle.
         watches.resize(slots.len(), Watch::Idle);
         acks.resize(slots.len(), AckWatch::default());
-        for ((slot, watch), ack) in slots.iter().zip(watches.iter_mut()).zip(acks.iter_mut()) {
+        retakes.resize(slots.len(), RetakeWatch::default());
+        for (((slot, watch), ack), retake) in slots
+            .iter()
+            .zip(watches.iter_mut())
+            .zip(acks.iter_mut())
+            .zip(retakes.iter_mut())
+        {
             ack.observe(slot, scan.now);
             scan.retry_ns = if ack.diagnosed {
                 quantum_ns.max(RETRY_NS)
@@ -357,6 +481,14 @@ pub(crate) fn run(slots: Arc<SlotList>, shared: Arc<Sysmon>, quantum_ns: u64, as
             let (w, at) = scan.step(slot, *watch, sample);
             *watch = w;
             next = next.min(at.unwrap_or(u64::MAX));
+            if let (Some(after), Some(handler)) = (retake_ns, shared.retake.get()) {
+                let (now, at) = retake.check(slot, w, scan.now, after);
+                if now {
+                    shared.retakes.fetch_add(1, Ordering::Relaxed);
+                    handler(slot.index());
+                }
+                next = next.min(at.unwrap_or(u64::MAX));
+            }
         }
         if next == u64::MAX {
             // A slot added meanwhile is news only once it runs something,
