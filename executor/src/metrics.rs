@@ -1,5 +1,7 @@
 //! Runtime counters.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use crate::runtime::scheduler::Shared;
 
 pub use urgent_preempt::Declines;
@@ -29,6 +31,11 @@ pub struct RuntimeMetrics {
     long_polls: u64,
     declines: Declines,
     unacknowledged_signals: u64,
+    retakes: u64,
+    thread_parks: u64,
+    handoffs: u64,
+    spare_threads: usize,
+    spare_threads_refused: u64,
     live_tasks: usize,
     tokio_tasks: usize,
 }
@@ -47,6 +54,11 @@ impl RuntimeMetrics {
             long_polls: p.long_polls,
             declines: p.declines,
             unacknowledged_signals: p.unacknowledged_signals,
+            retakes: shared.handoff_metrics().retakes.load(Relaxed),
+            thread_parks: shared.handoff_metrics().thread_parks.load(Relaxed),
+            handoffs: shared.handoff_metrics().handoffs.load(Relaxed),
+            spare_threads: shared.spare_counts().0,
+            spare_threads_refused: shared.spare_counts().1,
             live_tasks: shared.live_tasks(),
             #[cfg(feature = "tokio")]
             tokio_tasks: shared.tokio().alive_tasks(),
@@ -147,6 +159,38 @@ impl RuntimeMetrics {
     /// does.
     pub fn unacknowledged_signals(&self) -> u64 {
         self.unacknowledged_signals
+    }
+
+    /// Cores sysmon took from a worker thread stuck in one poll of a future
+    /// (blocked or computing) or blocked in the kernel inside a CPU task,
+    /// and gave to a spare thread so the core's other tasks run (Go's
+    /// `retake`). See `Builder::retake_after`.
+    pub fn retakes(&self) -> u64 {
+        self.retakes
+    }
+
+    /// Preemptions that parked their worker thread with the task on it
+    /// (the task held thread-affine state, or the runtime is strict) while
+    /// a spare thread ran the core.
+    pub fn thread_parks(&self) -> u64 {
+        self.thread_parks
+    }
+
+    /// Every move of a core to another thread: retakes, thread parks and
+    /// the hand-backs that end them.
+    pub fn handoffs(&self) -> u64 {
+        self.handoffs
+    }
+
+    /// Spare threads alive now.
+    pub fn spare_threads(&self) -> usize {
+        self.spare_threads
+    }
+
+    /// Retakes and thread parks that found every spare thread in use
+    /// (`Builder::max_spare_threads`); the core stayed with its thread.
+    pub fn spare_threads_refused(&self) -> u64 {
+        self.spare_threads_refused
     }
 
     /// Polls of plain futures that ran past the quantum (never preempted:

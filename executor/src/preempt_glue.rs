@@ -37,9 +37,35 @@ pub(crate) fn init_process() {
     });
 }
 
-/// Called by the trampoline on the preempted coroutine's own stack.
+/// Called by the trampoline on the preempted coroutine's own stack: a
+/// coroutine switch, or a thread park when the handler found the task where
+/// it holds thread-affine state (or the runtime is strict).
 fn preempt_hook() {
+    let park = urgent_preempt::take_park_request();
+    if park != urgent_preempt::Park::No && crate::runtime::scheduler::park_current_thread(park) {
+        return;
+    }
     urgent_stackful::suspend(SuspendKind::Preempted);
+}
+
+/// The preempted coroutine's run is on hold (its thread parks): sysmon
+/// stops timing it.
+pub(crate) fn pause_run() {
+    SLOT.with(|s| {
+        if let Some(slot) = s.borrow().as_ref() {
+            slot.idle();
+        }
+    });
+}
+
+/// The parked coroutine runs again, on the stack `[lo, hi)`: a new run for
+/// sysmon.
+pub(crate) fn resume_run(lo: usize, hi: usize) {
+    SLOT.with(|s| {
+        if let Some(slot) = s.borrow().as_ref() {
+            slot.coroutine_started(lo, hi);
+        }
+    });
 }
 
 /// Called once on each worker thread.

@@ -131,7 +131,7 @@ impl ScheduledIo {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Waiters> {
+    fn lock(&self) -> crate::sync::Locked<'_, Waiters> {
         crate::sync::lock(&self.waiters)
     }
 

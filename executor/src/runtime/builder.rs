@@ -34,6 +34,9 @@ pub struct Builder {
     max_blocking_threads: Option<usize>,
     thread_keep_alive: Option<Duration>,
     tokio_worker_threads: Option<usize>,
+    max_spare_threads: Option<usize>,
+    retake_after: Option<Duration>,
+    strict_preemption: bool,
 }
 
 /// The shortest quantum sysmon can honour without spending the machine on
@@ -41,6 +44,12 @@ pub struct Builder {
 pub const MIN_QUANTUM: Duration = Duration::from_micros(50);
 /// The default time slice of a CPU task before it is preempted.
 pub const DEFAULT_QUANTUM: Duration = Duration::from_millis(10);
+/// The default for [`Builder::max_spare_threads`].
+pub const DEFAULT_MAX_SPARE_THREADS: usize = 256;
+/// Most spare threads a runtime may have ([`Builder::max_spare_threads`]).
+pub const MAX_SPARE_THREADS: usize = 1024;
+/// The default for [`Builder::retake_after`].
+pub const DEFAULT_RETAKE_AFTER: Duration = Duration::from_millis(2);
 /// The default coroutine stack size.
 pub const DEFAULT_STACK_SIZE: usize = urgent_stackful::DEFAULT_STACK_SIZE;
 /// The smallest coroutine stack size accepted.
@@ -139,6 +148,43 @@ impl Builder {
         self
     }
 
+    /// Most spare threads alive at once (default
+    /// [`DEFAULT_MAX_SPARE_THREADS`], at most [`MAX_SPARE_THREADS`]). A spare
+    /// thread takes over a worker's core while the worker's thread cannot
+    /// use it: stuck in one poll of a future, blocked in the kernel inside a
+    /// CPU task, or parked with a CPU task preempted where it holds
+    /// thread-affine state (Go's `retake`/`handoffp` and locked M). Spares
+    /// run futures, never start CPU tasks, and exit after
+    /// [`thread_keep_alive`](Self::thread_keep_alive) idle. At the cap a core
+    /// stays with its thread (one warning on stderr,
+    /// `metrics().spare_threads_refused()`). Zero turns hand-overs off.
+    pub fn max_spare_threads(&mut self, n: usize) -> &mut Self {
+        self.max_spare_threads = Some(n);
+        self
+    }
+
+    /// How long a worker thread may stay in one poll of a future (blocked
+    /// or computing), or blocked in the kernel inside a CPU task sysmon
+    /// cannot preempt, before sysmon gives its core to a spare thread
+    /// (default [`DEFAULT_RETAKE_AFTER`], 2 ms). At least 100 µs.
+    pub fn retake_after(&mut self, after: Duration) -> &mut Self {
+        self.retake_after = Some(after);
+        self
+    }
+
+    /// The strict mode: every preemption parks the worker thread with its
+    /// task (its core moves to a spare thread) instead of switching
+    /// coroutines on the thread, so no task ever runs on a thread while
+    /// another task's `thread_local!` borrows are live there. The price: a
+    /// thread per concurrently preempted task, and a thread hand-over (tens
+    /// of µs) instead of a coroutine switch per preemption. Off by default:
+    /// only preemptions at points that hold thread-affine state (std's
+    /// locks, stdio, a running panic...) park the thread.
+    pub fn strict_preemption(&mut self, strict: bool) -> &mut Self {
+        self.strict_preemption = strict;
+        self
+    }
+
     /// Builds the runtime and starts its workers.
     ///
     /// # Errors
@@ -186,6 +232,21 @@ impl Builder {
                     .into(),
             ));
         }
+        let max_spare_threads = self.max_spare_threads.unwrap_or(DEFAULT_MAX_SPARE_THREADS);
+        if max_spare_threads > MAX_SPARE_THREADS {
+            return Err(invalid(format!(
+                "urgent: max_spare_threads is at most {MAX_SPARE_THREADS} (got \
+                 {max_spare_threads}); a core stuck with its thread beyond that many is better \
+                 served by moving the blocking work to spawn_blocking"
+            )));
+        }
+        let retake_after = self.retake_after.unwrap_or(DEFAULT_RETAKE_AFTER);
+        if retake_after < Duration::from_micros(100) {
+            return Err(invalid(format!(
+                "urgent: retake_after must be at least 100 µs (got {retake_after:?}); sysmon \
+                 would wake too often. Leave it unset for the default of 2 ms"
+            )));
+        }
         let tokio_worker_threads = self.tokio_worker_threads.unwrap_or(worker_threads);
         if tokio_worker_threads == 0 {
             return Err(invalid(
@@ -224,6 +285,9 @@ impl Builder {
             no_preempt_in: self.no_preempt_in.clone(),
             max_blocking_threads,
             tokio_worker_threads,
+            max_spare_threads,
+            retake_after: (max_spare_threads > 0).then_some(retake_after),
+            strict_preemption: self.strict_preemption,
             blocking_keep_alive: self
                 .thread_keep_alive
                 .unwrap_or(crate::task::BLOCKING_KEEP_ALIVE),

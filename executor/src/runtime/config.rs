@@ -22,6 +22,13 @@ pub(crate) struct Config {
     pub(crate) migrate_preempted: bool,
     pub(crate) no_preempt_in: Vec<String>,
     pub(crate) max_blocking_threads: usize,
+    /// Most spare threads alive at once (they stand in for worker threads
+    /// stuck in a poll, blocked in the kernel, or parked with a task).
+    pub(crate) max_spare_threads: usize,
+    /// When sysmon gives a stuck thread's core to a spare thread.
+    pub(crate) retake_after: Option<Duration>,
+    /// Every preemption parks the thread (no coroutine switch).
+    pub(crate) strict_preemption: bool,
     /// Worker threads of the background tokio runtime.
     pub(crate) tokio_worker_threads: usize,
     pub(crate) blocking_keep_alive: Duration,

@@ -9,7 +9,10 @@ mod park;
 mod schedtrace;
 pub(crate) mod scheduler;
 
-pub use builder::{Builder, DEFAULT_QUANTUM, DEFAULT_STACK_SIZE, MIN_QUANTUM, MIN_STACK_SIZE};
+pub use builder::{
+    Builder, DEFAULT_MAX_SPARE_THREADS, DEFAULT_QUANTUM, DEFAULT_RETAKE_AFTER, DEFAULT_STACK_SIZE,
+    MAX_SPARE_THREADS, MIN_QUANTUM, MIN_STACK_SIZE,
+};
 
 use std::fmt;
 use std::future::Future;
@@ -90,7 +93,7 @@ impl Runtime {
                 .spawn(move || {
                     // Dropped when the thread exits, however it exits.
                     let _exit = tx;
-                    scheduler::run_worker(shared2, index, index);
+                    scheduler::run_worker(shared2, index);
                 });
             match spawned {
                 Ok(t) => threads.push(t),

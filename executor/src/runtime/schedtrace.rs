@@ -2,12 +2,16 @@
 //! stderr, in the spirit of Go's `GODEBUG=schedtrace=<ms>`.
 //!
 //! ```text
-//! SCHED 1003ms: workers=2 parked=0 searching=0 injector=0 live=5 spawned=9 polls=812 steals=3 preempt(req=96 done=96 declined=0) long_polls=0 [0: coroutine 4.1ms q=0 pinned=1] [1: future q=2 pinned=0]
+//! SCHED 1003ms: workers=2 parked=0 searching=0 injector=0 live=5 spawned=9 polls=812 steals=3 preempt(req=96 done=96 declined=0) long_polls=0 retakes=1 parks=0 spares=1 parked_threads=0 [0: coroutine 4.1ms q=0 pinned=1] [1: future q=2 pinned=0 on spare 2]
 //! ```
 //!
-//! Per worker: what it runs (`idle`, `future`, or `coroutine` with how long
-//! the current run has lasted), the length of its stealable queue (`q`) and
-//! of its bound CPU tasks (`pinned`). The reader thread only loads atomics;
+//! `parked` counts idle cores; `retakes`, `parks` (thread parks), `spares`
+//! (spare threads alive) and `parked_threads` (worker threads parked with a
+//! task) show cores changing threads. Per core: what its worker runs
+//! (`idle`, `future`, or `coroutine` with how long the current run has
+//! lasted), the length of its stealable queue (`q`), the CPU tasks bound to
+//! its worker thread (`pinned`), and `on spare N` while a spare thread
+//! holds it. The reader thread only loads atomics;
 //! it never takes a scheduler lock, so tracing does not perturb what it
 //! traces beyond a wake-up per period.
 
@@ -46,7 +50,8 @@ pub(crate) fn line(shared: &Shared, elapsed: Duration) -> String {
     let (parked, searching) = shared.idle_counts();
     let mut s = format!(
         "SCHED {}ms: workers={} parked={} searching={} injector={} live={} spawned={} polls={} \
-         steals={} preempt(req={} done={} declined={}) long_polls={}",
+         steals={} preempt(req={} done={} declined={}) long_polls={} retakes={} parks={} \
+         spares={} parked_threads={}",
         elapsed.as_millis(),
         m.workers(),
         parked,
@@ -60,6 +65,10 @@ pub(crate) fn line(shared: &Shared, elapsed: Duration) -> String {
         m.preemptions(),
         m.preempt_declined(),
         m.long_polls(),
+        m.retakes(),
+        m.thread_parks(),
+        m.spare_threads(),
+        shared.parked_threads(),
     );
     for i in 0..shared.cores().len() {
         let (queued, pinned) = shared.queue_lens(i);
@@ -70,7 +79,12 @@ pub(crate) fn line(shared: &Shared, elapsed: Duration) -> String {
                 format!("coroutine {:.1}ms", d.as_secs_f64() * 1e3)
             }
         };
-        let _ = write!(s, " [{i}: {activity} q={queued} pinned={pinned}]");
+        let holder = match shared.core_holder(i) {
+            Some(t) if t == i => String::new(),
+            Some(t) => format!(" on spare {t}"),
+            None => " free".to_string(),
+        };
+        let _ = write!(s, " [{i}: {activity} q={queued} pinned={pinned}{holder}]");
     }
     s
 }

@@ -95,6 +95,7 @@ impl BlockingPool {
     /// Queues a task whose future is a [`BlockingTask`], to be run (polled
     /// once) by a pool thread; drops it if the pool is shut down.
     pub(crate) fn submit(&self, task: TaskRef) {
+        let _no_preempt = urgent_preempt::disable();
         let mut st = self.inner.lock();
         if st.shutdown {
             return;
@@ -165,8 +166,11 @@ where
 }
 
 impl Inner {
+    /// The plain guard: pool threads wait on the condition variable with
+    /// it. `submit`, which can run inside a CPU task, holds a `NoPreempt`
+    /// guard around it.
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        crate::sync::lock(&self.state)
+        urgent_stackful::sync::lock(&self.state)
     }
 
     /// Runs one task with the runtime current, without the pool lock: the

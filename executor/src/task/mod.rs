@@ -196,8 +196,10 @@ where
 {
     fn stage(&self) -> MutexGuard<'_, Stage<F>> {
         // A poisoned lock only means a panic escaped while it was held, which
-        // cannot happen: polls and drops inside run under catch_unwind.
-        crate::sync::lock(&self.stage)
+        // cannot happen: polls and drops inside run under catch_unwind. The
+        // plain guard, not `sync::Locked`: it is held across the poll, and
+        // a CPU task's whole run happens inside that poll.
+        urgent_stackful::sync::lock(&self.stage)
     }
 
     /// Stores the result, drops the future and publishes `COMPLETE`. The

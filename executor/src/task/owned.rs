@@ -62,7 +62,7 @@ impl OwnedTasks {
         }
     }
 
-    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Slab> {
+    fn lock(&self, shard: usize) -> crate::sync::Locked<'_, Slab> {
         crate::sync::lock(&self.shards[shard])
     }
 

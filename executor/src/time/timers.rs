@@ -91,7 +91,7 @@ impl Timers {
             .min(u64::MAX as u128 - 1) as u64
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Heap> {
+    fn lock(&self) -> crate::sync::Locked<'_, Heap> {
         crate::sync::lock(&self.heap)
     }
 

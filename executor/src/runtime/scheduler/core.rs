@@ -33,7 +33,7 @@
 //! A started CPU task is bound to its *thread*, not to a core (see
 //! `worker.rs`): its queue entries never enter a core's queues.
 
-use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker as LocalQueue};
 use crossbeam_utils::CachePadded;
@@ -83,6 +83,12 @@ pub(crate) struct CoreShared {
     stealer: Stealer<TaskRef>,
     pub(super) parker: Parker,
     pub(crate) metrics: CoreMetrics,
+    /// Set by the core's home thread (worker thread `index`) while it waits
+    /// to get the core back from a spare thread; cleared when it has it.
+    home_wants: AtomicBool,
+    /// Not before this time (ns since the runtime's epoch), unless the core
+    /// has nothing ready: a thread park lets the others run a quantum first.
+    want_after: AtomicU64,
 }
 
 /// A locked core, usable only by its owner.
@@ -105,6 +111,8 @@ impl CoreShared {
             }),
             parker: Parker::new(),
             metrics: CoreMetrics::default(),
+            home_wants: AtomicBool::new(false),
+            want_after: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +137,34 @@ impl CoreShared {
     /// owns it and nobody else has it locked right now.
     pub(super) fn try_lock_for(&self, thread: usize) -> Option<CoreGuard<'_>> {
         self.core.try_lock_for(thread)
+    }
+
+    /// Moves the core from `from` to `to` (retake, thread park, hand-back);
+    /// false if `from` no longer owns it.
+    pub(super) fn hand_over(&self, from: usize, to: usize) -> bool {
+        self.core.hand_over(from, to)
+    }
+
+    /// The thread that holds the core (`None`: free), for schedtrace.
+    pub(super) fn owner(&self) -> Option<usize> {
+        self.core.owner()
+    }
+
+    /// The home thread asks for its core back, not before `after` unless
+    /// the holder has nothing ready.
+    pub(super) fn want_home(&self, after: u64) {
+        self.want_after.store(after, Relaxed);
+        self.home_wants.store(true, Release);
+    }
+
+    pub(super) fn clear_home_want(&self) {
+        self.home_wants.store(false, Relaxed);
+    }
+
+    /// Whether the home thread wants the core back now (`idle`: the holder
+    /// has nothing ready, so the time does not matter).
+    pub(super) fn home_wants_now(&self, now: u64, idle: bool) -> bool {
+        self.home_wants.load(Acquire) && (idle || now >= self.want_after.load(Relaxed))
     }
 
     /// Length of the stealable queue, for schedtrace and `has_work`.

@@ -6,7 +6,9 @@
 //!   tick — as a value behind an ownership word, so that a core can change
 //!   threads;
 //! - `worker.rs`: worker threads (Go's M) and the worker loop in named
-//!   steps; CPU tasks bound to their thread;
+//!   steps; CPU tasks bound to their thread; the thread park;
+//! - `threads.rs`: which thread holds which core, spare threads, and how a
+//!   core changes threads (retake, thread park, hand-back);
 //! - `owner.rs`: the ownership word a core carries, so a core can be handed
 //!   to another thread while its first thread is inside a poll;
 //! - `idle.rs`: idle and searching cores, and the Dekker pair that keeps
@@ -36,22 +38,25 @@
 
 mod core;
 mod idle;
+mod threads;
 #[cfg(all(test, loom))]
 pub(crate) use idle::loom_idle;
 mod owner;
 mod worker;
 
-pub(crate) use worker::is_worker_of;
 pub(crate) use worker::run as run_worker;
+pub(crate) use worker::{is_worker_of, park_current_thread};
 
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
+use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_deque::Injector;
 
 use self::core::{bump, CoreShared};
 use self::idle::Idle;
+use self::threads::{Spares, ThreadShared, NO_CORE};
 use super::driver::DriverHandle;
 use super::Config;
 use crate::cpu::CpuFuture;
@@ -59,17 +64,6 @@ use crate::sync::lock;
 use crate::task::{self, Header, JoinHandle, OwnedTasks, Schedule, ScheduleKind, TaskRef};
 
 pub(crate) use self::core::CoreMetrics;
-
-/// What other threads may touch of a worker thread.
-struct ThreadShared {
-    /// Bound CPU tasks scheduled from other threads.
-    inbox: Mutex<VecDeque<TaskRef>>,
-    inbox_len: AtomicUsize,
-    /// Length of the thread's pinned queue, published for schedtrace.
-    pinned_len: AtomicUsize,
-    /// The core the thread holds (to unpark it when its inbox gets work).
-    core: AtomicUsize,
-}
 
 /// State shared by every thread of one runtime.
 pub(crate) struct Shared {
@@ -82,6 +76,12 @@ pub(crate) struct Shared {
     threads: Box<[ThreadShared]>,
     /// Tasks spawned from threads that hold no core of this runtime.
     external_spawns: AtomicU64,
+    /// Spare threads that stand in for a worker thread (`threads.rs`).
+    spares: Spares,
+    /// Cores handed to another thread: retakes, thread parks, hand-backs.
+    handoffs: HandoffMetrics,
+    /// Time origin of `now_ns`.
+    epoch: Instant,
     /// Idle and searching cores.
     idle: Idle,
     shutdown: AtomicBool,
@@ -108,23 +108,22 @@ impl Shared {
                 quantum: config.quantum,
                 async_preempt: config.async_preempt,
                 deny_prefixes: config.no_preempt_in.clone(),
+                retake_after: config.retake_after,
             },
             n,
         )?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Ok(Arc::new_cyclic(|weak| Shared {
+        let shared = Arc::new_cyclic(|weak| Shared {
             owned: OwnedTasks::new(),
             injector: Injector::new(),
             cores: (0..n).map(CoreShared::new).collect(),
-            threads: (0..n)
-                .map(|i| ThreadShared {
-                    inbox: Mutex::new(VecDeque::new()),
-                    inbox_len: AtomicUsize::new(0),
-                    pinned_len: AtomicUsize::new(0),
-                    core: AtomicUsize::new(i),
-                })
+            threads: (0..n + config.max_spare_threads)
+                .map(|i| ThreadShared::new(if i < n { i } else { NO_CORE }))
                 .collect(),
             external_spawns: AtomicU64::new(0),
+            spares: Spares::new(config.max_spare_threads),
+            handoffs: HandoffMetrics::default(),
+            epoch: Instant::now(),
             idle: Idle::new(n, cpus),
             shutdown: AtomicBool::new(false),
             driver,
@@ -140,7 +139,16 @@ impl Shared {
             #[cfg(feature = "tokio")]
             tokio: crate::io::tokio_compat::TokioCompat::new(),
             config,
-        }))
+        });
+        // sysmon calls this when a thread should lose its core. A weak
+        // reference: sysmon must not keep the runtime alive.
+        let weak = Arc::downgrade(&shared);
+        shared.preemptor.set_retake_handler(move |slot| {
+            if let Some(shared) = weak.upgrade() {
+                shared.retake(slot);
+            }
+        });
+        Ok(shared)
     }
 
     // ---- accessors, by concern ----
@@ -312,6 +320,9 @@ impl Shared {
             }
         }
         let mut task = Some(task);
+        // This runs inside polls, CPU tasks included: no preemption while
+        // the core is locked (see `sync::Locked`).
+        let _no_preempt = urgent_preempt::disable();
         let pushed = worker::with_worker(self, |w| {
             let home = &self.cores[w.core.get()];
             let Some(mut core) = home.try_lock_for(w.thread) else {
@@ -353,7 +364,12 @@ impl Shared {
         let t = &self.threads[thread];
         lock(&t.inbox).push_back(take(&mut task));
         t.inbox_len.fetch_add(1, SeqCst);
-        self.cores[t.core.load(Acquire)].parker.unpark(&self.driver);
+        match t.core.load(Acquire) {
+            // Waiting for its core (or parked with a task): wake it so it
+            // asks for the core again.
+            NO_CORE => t.notify(),
+            core => self.cores[core].parker.unpark(&self.driver),
+        }
     }
 
     /// Moves thread `thread`'s inbox into its pinned queue.
@@ -387,6 +403,88 @@ impl Shared {
             || self.threads.iter().any(|t| t.inbox_len.load(SeqCst) > 0)
     }
 
+    // ---- cores changing threads (threads.rs) ----
+
+    /// Number of worker threads (and cores).
+    pub(crate) fn workers(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// Nanoseconds since the runtime started.
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Moves core `core` from thread `from` to thread `to` and wakes `to`;
+    /// false if `from` no longer holds it.
+    fn hand_core(&self, core: usize, from: usize, to: usize) -> bool {
+        if !self.cores[core].hand_over(from, to) {
+            return false;
+        }
+        self.threads[from].core.store(NO_CORE, Release);
+        self.threads[to].core.store(core, Release);
+        self.handoffs.handoffs.fetch_add(1, Relaxed);
+        self.threads[to].notify();
+        true
+    }
+
+    /// Called by sysmon: thread `thread` (a slot index) is stuck in one poll
+    /// of a future, or blocked in the kernel inside a CPU task; give its
+    /// core to a spare thread so the core's other tasks run (Go's
+    /// `retake` + `handoffp`).
+    fn retake(self: &Arc<Self>, thread: usize) {
+        if self.is_shutdown() || thread >= self.threads.len() {
+            return;
+        }
+        let core = self.threads[thread].core.load(Acquire);
+        if core == NO_CORE {
+            return;
+        }
+        let Some(spare) = self.spare_thread("a poll runs long or blocks") else {
+            return;
+        };
+        debug_assert_ne!(spare, thread, "a thread holding a core was listed idle");
+        if spare != thread && self.hand_core(core, thread, spare) {
+            self.handoffs.retakes.fetch_add(1, Relaxed);
+        } else {
+            self.spares.put_idle(spare);
+        }
+    }
+
+    /// A spare thread waiting for a core: an idle one, or a new one (under
+    /// the cap; at the cap, `None` after one warning on stderr).
+    fn spare_thread(self: &Arc<Self>, what: &str) -> Option<usize> {
+        if let Some(t) = self.spares.take_idle() {
+            return Some(t);
+        }
+        if !self.spares.reserve() {
+            self.spares.refuse(what);
+            return None;
+        }
+        let started = self.preemptor.add_slot().and_then(|slot| {
+            let id = slot.index();
+            if id >= self.threads.len() {
+                return Err(std::io::Error::other("no thread record for this slot"));
+            }
+            let t = &self.threads[id];
+            t.core.store(NO_CORE, Relaxed);
+            t.parked.store(false, Relaxed);
+            let shared = self.clone();
+            std::thread::Builder::new()
+                .name(format!("{}-spare", self.config.thread_name))
+                .spawn(move || worker::run_spare(shared, id, slot))
+                .map(|_| id)
+        });
+        match started {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.spares.alive.fetch_sub(1, AcqRel);
+                eprintln!("urgent: could not start a spare thread ({e}); the core stays put");
+                None
+            }
+        }
+    }
+
     // ---- lifecycle ----
 
     /// Begins shutdown: no more scheduling, every core unparked.
@@ -396,6 +494,9 @@ impl Shared {
         }
         for c in self.cores.iter() {
             c.parker.unpark(&self.driver);
+        }
+        for t in self.threads.iter() {
+            t.notify();
         }
         self.driver.io().shutdown();
         #[cfg(feature = "tokio")]
@@ -422,6 +523,45 @@ impl Shared {
     /// and after each CPU-task run.
     pub(crate) fn maintenance(&self) {
         self.driver.maintenance();
+    }
+}
+
+/// Counters of cores changing threads.
+#[derive(Default)]
+pub(crate) struct HandoffMetrics {
+    /// Cores sysmon took from a stuck thread and gave to a spare.
+    pub(crate) retakes: AtomicU64,
+    /// Threads parked with a CPU task preempted at a thread-affine point.
+    pub(crate) thread_parks: AtomicU64,
+    /// Every move of a core to another thread (retakes, thread parks,
+    /// hand-backs).
+    pub(crate) handoffs: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn handoff_metrics(&self) -> &HandoffMetrics {
+        &self.handoffs
+    }
+
+    /// (spare threads alive, refused for lack of one).
+    pub(crate) fn spare_counts(&self) -> (usize, u64) {
+        (
+            self.spares.alive.load(Relaxed),
+            self.spares.refused.load(Relaxed),
+        )
+    }
+
+    /// For schedtrace: the thread holding core `i`, and how many threads
+    /// are parked with a CPU task.
+    pub(crate) fn core_holder(&self, i: usize) -> Option<usize> {
+        self.cores[i].owner()
+    }
+
+    pub(crate) fn parked_threads(&self) -> usize {
+        self.threads
+            .iter()
+            .filter(|t| t.parked.load(Relaxed))
+            .count()
     }
 }
 

@@ -51,11 +51,15 @@ impl<T> Owned<T> {
 
     /// Moves ownership from `from` to `to` (retake, thread park); false if
     /// `from` no longer owns it.
-    #[cfg_attr(not(all(test, loom)), allow(dead_code))] // used by retake (next issue)
     pub(crate) fn hand_over(&self, from: usize, to: usize) -> bool {
         self.owner
             .compare_exchange(from + 1, to + 1, AcqRel, Acquire)
             .is_ok()
+    }
+
+    /// The owner, if any (a racy snapshot, for diagnostics).
+    pub(crate) fn owner(&self) -> Option<usize> {
+        self.owner.load(Relaxed).checked_sub(1)
     }
 
     pub(crate) fn is_owned_by(&self, thread: usize) -> bool {
