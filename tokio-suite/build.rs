@@ -30,6 +30,10 @@ use std::path::{Path, PathBuf};
 
 use syn::spanned::Spanned;
 
+#[path = "build/inputs.rs"]
+mod inputs;
+use inputs::{Exclusions, CATEGORIES};
+
 /// tokio's test files that do not depend on tokio's runtime internals.
 const FILES: &[&str] = &[
     // TCP, UDP and unix sockets.
@@ -112,25 +116,13 @@ const FILES: &[&str] = &[
 /// tokio's helper modules (`tests/support/`) that the files above declare.
 const SUPPORT: &[&str] = &["io_vec.rs", "leaked_buffers.rs", "mpsc_stream.rs"];
 
-/// Exclusion categories: the letter used in `exclusions.txt` and what it means.
-const CATEGORIES: &[(&str, &str)] = &[
-    (
-        "a",
-        "tokio's cooperative budget does not apply inside urgent tasks",
-    ),
-    (
-        "b",
-        "blocking calls inside async code do not panic under urgent",
-    ),
-    ("c", "tokio-internal API"),
-];
-
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env("OUT_DIR"));
     let lock = manifest_dir.join("../Cargo.lock");
     let exclusions_path = manifest_dir.join("exclusions.txt");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build/inputs.rs");
     println!("cargo:rerun-if-changed={}", lock.display());
     println!("cargo:rerun-if-changed={}", exclusions_path.display());
     println!("cargo:rerun-if-env-changed=TOKIO_SUITE_SRC");
@@ -138,9 +130,16 @@ fn main() {
     // cfgs tokio's tests test that are never set here.
     println!("cargo::rustc-check-cfg=cfg(tokio_unstable, miri)");
 
-    let version = tokio_version(&lock);
-    let tests = tokio_tests_dir(&version);
-    let mut exclusions = Exclusions::read(&exclusions_path);
+    let version = inputs::tokio_version(&read(&lock), &lock).unwrap_or_else(|e| panic!("{e}"));
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("tokio-suite: neither CARGO_HOME nor HOME is set");
+    let src_override = std::env::var_os("TOKIO_SUITE_SRC").map(PathBuf::from);
+    let tests = inputs::tokio_tests_dir(&version, src_override.as_deref(), &cargo_home)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut exclusions = Exclusions::parse(&read(&exclusions_path), &exclusions_path)
+        .unwrap_or_else(|e| panic!("{e}"));
 
     std::fs::create_dir_all(out_dir.join("support")).expect("create OUT_DIR/support");
     for name in SUPPORT {
@@ -165,7 +164,9 @@ fn main() {
         .unwrap();
         summary.add(file, &ported);
     }
-    exclusions.check_all_used(&exclusions_path);
+    exclusions
+        .check_all_used(&exclusions_path)
+        .unwrap_or_else(|e| panic!("{e}"));
     write(&out_dir.join("suite.rs"), &suite);
     write(
         &out_dir.join("summary.txt"),
@@ -185,151 +186,6 @@ fn read(path: &Path) -> String {
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text)
         .unwrap_or_else(|e| panic!("tokio-suite: cannot write {}: {e}", path.display()));
-}
-
-/// The version of the `tokio` package in `Cargo.lock`.
-fn tokio_version(lock: &Path) -> String {
-    let text = read(lock);
-    let mut lines = text.lines();
-    let mut versions = Vec::new();
-    while let Some(line) = lines.next() {
-        if line.trim() == "name = \"tokio\"" {
-            if let Some(v) = lines
-                .next()
-                .and_then(|l| l.trim().strip_prefix("version = "))
-            {
-                versions.push(v.trim_matches('"').to_string());
-            }
-        }
-    }
-    match versions.as_slice() {
-        [v] => v.clone(),
-        [] => panic!(
-            "tokio-suite: no `tokio` package in {}; run `cargo generate-lockfile`",
-            lock.display()
-        ),
-        _ => panic!(
-            "tokio-suite: several tokio versions in {} ({versions:?}); the suite needs one",
-            lock.display()
-        ),
-    }
-}
-
-/// The `tests/` folder of tokio `version`'s published sources.
-fn tokio_tests_dir(version: &str) -> PathBuf {
-    if let Some(src) = std::env::var_os("TOKIO_SUITE_SRC") {
-        let tests = PathBuf::from(src).join("tests");
-        assert!(
-            tests.join("tcp_echo.rs").is_file(),
-            "tokio-suite: TOKIO_SUITE_SRC is set but {} holds no tokio tests; \
-             point it at a tokio {version} source folder (the one with Cargo.toml) or unset it",
-            tests.display()
-        );
-        return tests;
-    }
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .expect("tokio-suite: neither CARGO_HOME nor HOME is set");
-    let src = cargo_home.join("registry").join("src");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&src)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|index| index.path().join(format!("tokio-{version}")).join("tests"))
-        .filter(|tests| tests.join("tcp_echo.rs").is_file())
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!(
-            "tokio-suite: tokio {version}'s tests/ folder is not in {}/*/tokio-{version}/. \
-             Run `cargo fetch` to download it, or set TOKIO_SUITE_SRC to a tokio {version} \
-             source folder",
-            src.display()
-        )
-    })
-}
-
-/// One line of `exclusions.txt`: `path category reason`.
-struct Exclusion {
-    /// `file::module::test`, or `file::module::*` for a whole module.
-    path: String,
-    category: String,
-    reason: String,
-    line: usize,
-    used: bool,
-}
-
-struct Exclusions(Vec<Exclusion>);
-
-impl Exclusions {
-    fn read(path: &Path) -> Exclusions {
-        let text = read(path);
-        let mut all = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line_no = i + 1;
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let split = |s: &str| -> Option<(String, String)> {
-                let s = s.trim_start();
-                let end = s.find(char::is_whitespace)?;
-                Some((s[..end].to_string(), s[end..].trim_start().to_string()))
-            };
-            let parsed = split(line).and_then(|(test, rest)| {
-                split(&rest).map(|(category, reason)| (test, category, reason))
-            });
-            let Some((test, category, reason)) = parsed.filter(|(_, _, r)| !r.is_empty()) else {
-                panic!(
-                    "tokio-suite: {}:{line_no}: expected `file::test <category> <reason>`, got {line:?}",
-                    path.display()
-                );
-            };
-            assert!(
-                CATEGORIES.iter().any(|(c, _)| *c == category.as_str()),
-                "tokio-suite: {}:{line_no}: unknown category {category:?}; use one of {}",
-                path.display(),
-                CATEGORIES
-                    .iter()
-                    .map(|(c, what)| format!("{c} ({what})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            all.push(Exclusion {
-                path: test,
-                category,
-                reason,
-                line: line_no,
-                used: false,
-            });
-        }
-        Exclusions(all)
-    }
-
-    fn find(&mut self, test: &str) -> Option<(String, String)> {
-        let e = self.0.iter_mut().find(|e| match e.path.strip_suffix('*') {
-            Some(prefix) => test.starts_with(prefix),
-            None => e.path == test,
-        })?;
-        e.used = true;
-        Some((e.category.clone(), e.reason.clone()))
-    }
-
-    fn check_all_used(&self, path: &Path) {
-        let stale: Vec<String> = self
-            .0
-            .iter()
-            .filter(|e| !e.used)
-            .map(|e| format!("{}:{}: {}", path.display(), e.line, e.path))
-            .collect();
-        assert!(
-            stale.is_empty(),
-            "tokio-suite: these exclusions name no test of the ported files \
-             (renamed or removed in this tokio version?); delete or fix them:\n{}",
-            stale.join("\n")
-        );
-    }
 }
 
 /// How a test function is marked in tokio's file.

@@ -40,14 +40,19 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 ///
 /// If [`TIMEOUT_ENV`] is set to something other than a positive integer.
 pub fn timeout() -> Duration {
-    match std::env::var(TIMEOUT_ENV) {
-        Err(_) => DEFAULT_TIMEOUT,
-        Ok(s) => match s.trim().parse::<u64>() {
-            Ok(n) if n > 0 => Duration::from_secs(n),
-            _ => panic!(
-                "{TIMEOUT_ENV}={s:?}: expected a positive number of seconds, e.g. {TIMEOUT_ENV}=60"
-            ),
-        },
+    parse_timeout(std::env::var(TIMEOUT_ENV).ok().as_deref()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`timeout`] from the value of [`TIMEOUT_ENV`], if set.
+fn parse_timeout(value: Option<&str>) -> Result<Duration, String> {
+    let Some(s) = value else {
+        return Ok(DEFAULT_TIMEOUT);
+    };
+    match s.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "{TIMEOUT_ENV}={s:?}: expected a positive number of seconds, e.g. {TIMEOUT_ENV}=60"
+        )),
     }
 }
 
@@ -184,4 +189,99 @@ pub fn random_range(range: std::ops::Range<i32>) -> i32 {
     });
     let span = (i64::from(range.end) - i64::from(range.start)) as u64;
     range.start + (x % span) as i32
+}
+
+#[cfg(test)]
+#[path = "../build/inputs.rs"]
+#[allow(dead_code)]
+mod inputs;
+
+#[cfg(test)]
+mod tests {
+    use super::inputs::{tokio_tests_dir, tokio_version, Exclusions};
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn timeout_values() {
+        assert_eq!(parse_timeout(None), Ok(DEFAULT_TIMEOUT));
+        assert_eq!(parse_timeout(Some(" 5 ")), Ok(Duration::from_secs(5)));
+        for bad in ["0", "-1", "1.5", "soon"] {
+            let e = parse_timeout(Some(bad)).unwrap_err();
+            assert!(
+                e.contains(
+                    "expected a positive number of seconds, e.g. TOKIO_SUITE_TIMEOUT_SECS=60"
+                ),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_range_stays_in_range() {
+        let mut seen = [false; 4];
+        for _ in 0..1000 {
+            let v = random_range(0..4);
+            seen[v as usize] = true;
+        }
+        assert_eq!(seen, [true; 4]);
+        assert_eq!(random_range(-3..-2), -3);
+    }
+
+    const LOCK: &str = "[[package]]\nname = \"tokio\"\nversion = \"1.54.1\"\n\n[[package]]\nname = \"tokio-test\"\nversion = \"0.4.5\"\n";
+
+    #[test]
+    fn version_from_the_lock() {
+        let lock = Path::new("Cargo.lock");
+        assert_eq!(tokio_version(LOCK, lock).unwrap(), "1.54.1");
+        let e = tokio_version("", lock).unwrap_err();
+        assert!(
+            e.contains("no `tokio` package in Cargo.lock; run `cargo generate-lockfile`"),
+            "{e}"
+        );
+        let two = format!("{LOCK}[[package]]\nname = \"tokio\"\nversion = \"0.2.25\"\n");
+        let e = tokio_version(&two, lock).unwrap_err();
+        assert!(e.contains("several tokio versions"), "{e}");
+    }
+
+    #[test]
+    fn missing_tokio_sources_name_cargo_fetch() {
+        let empty = std::env::temp_dir().join(format!("tokio-suite-empty-{}", std::process::id()));
+        let e = tokio_tests_dir("1.54.1", None, &empty).unwrap_err();
+        assert!(e.contains("tokio 1.54.1's tests/ folder is not in"), "{e}");
+        assert!(e.contains("Run `cargo fetch` to download it"), "{e}");
+        let e = tokio_tests_dir("1.54.1", Some(&empty), &empty).unwrap_err();
+        assert!(e.contains("TOKIO_SUITE_SRC is set but"), "{e}");
+        assert!(
+            e.contains("point it at a tokio 1.54.1 source folder"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn exclusions_parse_match_and_report_stale_lines() {
+        let file = Path::new("exclusions.txt");
+        let text = "# comment\n\nio_copy::copy_is_cooperative  a  never yields\n\
+                    task_join_set::local::*  c  LocalRuntime\nsync_mpsc::gone b  renamed\n";
+        let mut ex = Exclusions::parse(text, file).unwrap();
+        assert_eq!(
+            ex.find("io_copy::copy_is_cooperative"),
+            Some(("a".into(), "never yields".into()))
+        );
+        assert_eq!(ex.find("task_join_set::local::x").unwrap().0, "c");
+        assert_eq!(ex.find("io_copy::copy"), None);
+        let e = ex.check_all_used(file).unwrap_err();
+        assert!(e.contains("name no test of the ported files"), "{e}");
+        assert!(e.contains("exclusions.txt:5: sync_mpsc::gone"), "{e}");
+
+        let e = Exclusions::parse("io_copy::copy a", file).err().unwrap();
+        assert!(
+            e.contains("exclusions.txt:1: expected `file::test <category> <reason>`"),
+            "{e}"
+        );
+        let e = Exclusions::parse("io_copy::copy z because", file)
+            .err()
+            .unwrap();
+        assert!(e.contains("unknown category \"z\"; use one of a ("), "{e}");
+    }
 }

@@ -18,3 +18,41 @@ fn summary() {
     assert!(summary.contains("files ported: "), "{summary}");
     println!("{summary}");
 }
+
+/// The watchdog ends a test binary whose test hangs, naming the test and the
+/// fix; run in a child process of this binary with a 1 s limit.
+#[test]
+fn watchdog_ends_a_hanging_test() {
+    if std::env::var_os("TOKIO_SUITE_CHILD").is_some() {
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "watchdog_child_hangs",
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("TOKIO_SUITE_CHILD", "1")
+        .env(urgent_tokio_suite::TIMEOUT_ENV, "1")
+        .output()
+        .expect("run this test binary as a child");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(101), "{stderr}");
+    assert!(
+        stderr.contains(
+            "tokio-suite: test watchdog_child_hangs has run for more than 1s: it hangs. \
+             Exclude it in tokio-suite/exclusions.txt with its reason, or raise TOKIO_SUITE_TIMEOUT_SECS."
+        ),
+        "{stderr}"
+    );
+}
+
+/// Hangs forever under the watchdog; run only by
+/// `watchdog_ends_a_hanging_test`.
+#[urgent::test]
+#[ignore = "hangs on purpose: run by watchdog_ends_a_hanging_test in a child process"]
+async fn watchdog_child_hangs() {
+    let _watch = urgent_tokio_suite::watch(module_path!(), "watchdog_child_hangs");
+    std::future::pending::<()>().await;
+}
