@@ -18,8 +18,9 @@
 //!      (`urgent_tokio_suite::watch`), so a hang ends the binary with the
 //!      test's name instead of stalling CI;
 //! 4. write `suite.rs` (one `#[path] mod` per file, `include!`d by
-//!    `tests/tokio_suite.rs`) and `summary.txt` (counts per file and per
-//!    exclusion category).
+//!    `tests/tokio_suite.rs`), `summary.txt` (counts per file and per
+//!    exclusion category) and `kinds.txt` (each named test and whether it
+//!    runs under `#[urgent::test]` or is a plain `#[test]`).
 //!
 //! Edits keep every line where it was, so a panic location in the copy is
 //! the same line as in tokio's original.
@@ -150,6 +151,9 @@ fn main() {
 
     let mut suite = String::new();
     let mut summary = Summary::default();
+    // `file::module::test urgent|plain` for each test found by name (tests
+    // stamped out by macro templates are not named): for counting results.
+    let mut kinds = String::new();
     for file in FILES {
         let path = tests.join(format!("{file}.rs"));
         let ported = port(file, &read(&path), &mut exclusions);
@@ -163,11 +167,19 @@ fn main() {
         )
         .unwrap();
         summary.add(file, &ported);
+        for t in &ported.tests {
+            let kind = match t.kind {
+                Kind::Runtime => "urgent",
+                Kind::Plain => "plain",
+            };
+            writeln!(kinds, "{} {kind}", t.path).unwrap();
+        }
     }
     exclusions
         .check_all_used(&exclusions_path)
         .unwrap_or_else(|e| panic!("{e}"));
     write(&out_dir.join("suite.rs"), &suite);
+    write(&out_dir.join("kinds.txt"), &kinds);
     write(
         &out_dir.join("summary.txt"),
         &summary.render(&version, &tests),
@@ -264,10 +276,14 @@ fn port(file: &str, text: &str, exclusions: &mut Exclusions) -> Ported {
     for e in edits {
         out.replace_range(e.start..e.end, &e.with);
     }
+    let left = out
+        .lines()
+        .position(|l| l.contains("tokio::test") && !l.trim_start().starts_with("//"));
     assert!(
-        !out.contains("#[tokio::test"),
-        "tokio-suite: tests/{file}.rs still has a `#[tokio::test` the build script did not \
-         rewrite (inside a macro?); exclude the file from FILES in build.rs or teach port() the form"
+        left.is_none(),
+        "tokio-suite: tests/{file}.rs:{}: a `tokio::test` the build script did not rewrite; \
+         leave the file out of FILES in build.rs or teach port() the form",
+        left.unwrap_or(0) + 1
     );
     Ported { text: out, tests }
 }
@@ -292,19 +308,15 @@ fn macro_templates(file: &str, text: &str, edits: &mut Vec<Edit>) {
             .unwrap_or_else(|e| {
                 panic!("tokio-suite: tests/{file}.rs: bad attribute at byte {at}: {e}")
             });
-        let args = runtime_args(&attrs[0], file);
+        let args = runtime_args(&attrs[0].meta, file);
         assert!(
             !args.start_paused,
             "tokio-suite: tests/{file}.rs: a macro template with paused time; leave the file out"
         );
-        let new_attr = match args.worker_threads {
-            Some(n) => format!("#[urgent::test(worker_threads = {n})]"),
-            None => "#[urgent::test]".to_string(),
-        };
         edits.push(Edit {
             start: at,
             end,
-            with: new_attr,
+            with: format!("#[{}]", urgent_attr(&args)),
         });
         // The watchdog guard, named after the template's `fn $name`.
         let fn_at = end
@@ -362,6 +374,27 @@ fn visit_items(
     }
 }
 
+/// Whether `path` is tokio's test attribute (`tokio::test`, or the
+/// `maybe_tokio_test` alias of it).
+fn is_tokio_test(path: &syn::Path) -> bool {
+    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    matches!(
+        segs.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["tokio", "test"] | ["maybe_tokio_test"]
+    )
+}
+
+/// `#[urgent::test]` text for tokio's attribute `meta`.
+fn urgent_attr(args: &RuntimeArgs) -> String {
+    match args.worker_threads {
+        Some(n) => format!("urgent::test(worker_threads = {n})"),
+        None => "urgent::test".to_string(),
+    }
+}
+
 /// The rewrite of one function, if it is a test.
 fn port_fn(
     f: &syn::ItemFn,
@@ -372,44 +405,65 @@ fn port_fn(
 ) -> Option<Test> {
     let name = f.sig.ident.to_string();
     let path = format!("{module}::{name}");
-    let (attr, kind) = f.attrs.iter().find_map(|a| {
-        let p = a.path();
-        let segs: Vec<String> = p.segments.iter().map(|s| s.ident.to_string()).collect();
-        match segs
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
-            ["tokio", "test"] | ["maybe_tokio_test"] => Some((a, Kind::Runtime)),
-            ["test"] => Some((a, Kind::Plain)),
-            _ => None,
-        }
-    })?;
+    let span_of = |attr: &syn::Attribute| {
+        (
+            offsets.of(attr.pound_token.span.start()),
+            offsets.of(attr.bracket_token.span.close().end()),
+        )
+    };
 
-    let mut excluded = exclusions.find(&path);
-    let mut new_attr = None;
-    if kind == Kind::Runtime {
-        let args = runtime_args(attr, &path);
-        let body =
-            &offsets.text[offsets.of(f.block.span().start())..offsets.of(f.block.span().end())];
-        if excluded.is_none() {
-            if args.start_paused {
-                excluded = Some((
-                    "c".into(),
-                    "paused time (start_paused = true) needs tokio's current_thread runtime".into(),
-                ));
-            } else if body.contains("time::pause()") {
-                excluded = Some((
-                    "c".into(),
-                    "paused time (time::pause()) needs tokio's current_thread runtime".into(),
-                ));
+    // Where tokio's attribute is: a whole `#[tokio::test(..)]`, or the
+    // `tokio::test(..)` inside `#[cfg_attr(pred, tokio::test(..))]`.
+    let mut direct = None;
+    let mut plain = None;
+    let mut in_cfg_attr = Vec::new();
+    for attr in &f.attrs {
+        if is_tokio_test(attr.path()) {
+            direct = Some(attr);
+        } else if attr.path().is_ident("test") {
+            plain = Some(attr);
+        } else if attr.path().is_ident("cfg_attr") {
+            let metas = attr
+                .parse_args_with(
+                    syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated,
+                )
+                .unwrap_or_else(|e| panic!("tokio-suite: cannot read a cfg_attr of {path}: {e}"));
+            for meta in metas.into_iter().skip(1) {
+                if is_tokio_test(meta.path()) {
+                    in_cfg_attr.push((attr, meta));
+                }
             }
         }
-        new_attr = Some(match args.worker_threads {
-            Some(n) => format!("#[urgent::test(worker_threads = {n})]"),
-            None => "#[urgent::test]".to_string(),
-        });
+    }
+    let kind = if direct.is_some() || !in_cfg_attr.is_empty() {
+        Kind::Runtime
+    } else if plain.is_some() {
+        Kind::Plain
+    } else {
+        return None;
+    };
+
+    let mut excluded = exclusions.find(&path);
+    let mut args = Vec::new();
+    if let Some(attr) = direct {
+        args.push(runtime_args(&attr.meta, &path));
+    }
+    for (_, meta) in &in_cfg_attr {
+        args.push(runtime_args(meta, &path));
+    }
+    let body = &offsets.text[offsets.of(f.block.span().start())..offsets.of(f.block.span().end())];
+    if excluded.is_none() && kind == Kind::Runtime {
+        if args.iter().any(|a| a.start_paused) {
+            excluded = Some((
+                "c".into(),
+                "paused time (start_paused = true) needs tokio's current_thread runtime".into(),
+            ));
+        } else if body.contains("time::pause()") {
+            excluded = Some((
+                "c".into(),
+                "paused time (time::pause()) needs tokio's current_thread runtime".into(),
+            ));
+        }
     }
     let already_ignored = f.attrs.iter().any(|a| a.path().is_ident("ignore"));
     let ignore = match (&excluded, already_ignored) {
@@ -421,18 +475,39 @@ fn port_fn(
         }
         _ => String::new(),
     };
-    let start = offsets.of(attr.pound_token.span.start());
-    let end = offsets.of(attr.bracket_token.span.close().end());
-    let original = &offsets.text[start..end];
-    // Keep the line count: a multi-line attribute becomes one line followed
-    // by as many newlines as it spanned.
-    let newlines = "\n".repeat(original.matches('\n').count());
-    let head = new_attr.unwrap_or_else(|| original.replace('\n', " "));
-    edits.push(Edit {
-        start,
-        end,
-        with: format!("{head}{ignore}{newlines}"),
-    });
+
+    if let Some(attr) = direct.or(plain) {
+        let (start, end) = span_of(attr);
+        let original = &offsets.text[start..end];
+        // Keep the line count: a multi-line attribute becomes one line
+        // followed by as many newlines as it spanned.
+        let newlines = "\n".repeat(original.matches('\n').count());
+        let head = match direct {
+            Some(_) => format!("#[{}]", urgent_attr(&args[0])),
+            None => original.replace('\n', " "),
+        };
+        edits.push(Edit {
+            start,
+            end,
+            with: format!("{head}{ignore}{newlines}"),
+        });
+    } else {
+        for ((_, meta), args) in in_cfg_attr.iter().zip(&args) {
+            let start = offsets.of(meta.span().start());
+            let end = offsets.of(meta.span().end());
+            edits.push(Edit {
+                start,
+                end,
+                with: urgent_attr(args),
+            });
+        }
+        let (_, end) = span_of(in_cfg_attr.last().unwrap().0);
+        edits.push(Edit {
+            start: end,
+            end,
+            with: ignore,
+        });
+    }
 
     // The watchdog guard goes after the body's `{` and its inner attributes.
     let body = match f
@@ -463,14 +538,14 @@ struct RuntimeArgs {
     start_paused: bool,
 }
 
-/// Reads `#[tokio::test(...)]`'s arguments; those urgent has no use for
-/// (`flavor`, `unhandled_panic`, `name`) are dropped.
-fn runtime_args(attr: &syn::Attribute, test: &str) -> RuntimeArgs {
+/// Reads the arguments of tokio's attribute `meta`; those urgent has no use
+/// for (`flavor`, `unhandled_panic`, `name`) are dropped.
+fn runtime_args(meta: &syn::Meta, test: &str) -> RuntimeArgs {
     let mut args = RuntimeArgs::default();
-    if matches!(attr.meta, syn::Meta::Path(_)) {
+    let syn::Meta::List(list) = meta else {
         return args;
-    }
-    attr.parse_nested_meta(|meta| {
+    };
+    list.parse_nested_meta(|meta| {
         let value: syn::Lit = meta.value()?.parse()?;
         if meta.path.is_ident("worker_threads") {
             if let syn::Lit::Int(n) = &value {
