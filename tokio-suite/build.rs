@@ -65,6 +65,7 @@ const FILES: &[&str] = &[
     "io_copy",
     "io_copy_bidirectional",
     "io_copy_buf",
+    "io_fill_buf",
     "io_lines",
     "io_mem_stream",
     "io_read",
