@@ -272,12 +272,20 @@ const AFFINE_PATHS: &[&str] = &[
 /// Exceptions inside [`AFFINE_PATHS`] that are pure: catch_unwind's frames
 /// (a call wrapper; a *running* panic is in `std::panicking::begin_panic*`,
 /// `rust_panic_with_hook`, which stay affine), and the clock.
+///
+/// `std::thread::scope` while it runs the user's closure: its frame holds an
+/// `Arc` and the thread handle it took before the call, nothing another task
+/// on the same thread could observe (a preempted coroutine resumes on its own
+/// worker; a scoped thread's `unpark` meanwhile is a spurious wake-up). Its
+/// wait for the scoped threads is in `std::thread::park`, which stays affine.
+/// Seen with a statically linked libc, where `scope` is not inlined.
 const PURE_EXCEPTIONS: &[&str] = &[
     "std::panicking::try",
     "std::panicking::try::do_call",
     "std::panicking::catch_unwind",
     "std::panicking::catch_unwind::do_call",
     "std::panic::catch_unwind",
+    "std::thread::scoped::scope",
 ];
 
 /// Path prefixes (whole segments) of functions that are always [`Class::Base`].
@@ -515,6 +523,8 @@ mod tests {
             "std::panicking::try",
             "std::panicking::try::do_call",
             "std::panicking::catch_unwind::{{closure}}",
+            "std::thread::scoped::scope::<F, T>",
+            "std::thread::scoped::scope::{{closure}}",
             "std::collections::hash::map::HashMap<K,V,S>::insert",
             "futures_util::future::future::FutureExt::boxed",
             "mycrate::main::{{closure}}",
@@ -537,6 +547,8 @@ mod tests {
             "std::sync::poison::mutex::Mutex<T>::lock",
             "std::sync::once_lock::OnceLock<T>::initialize",
             "std::thread::local::LocalKey<T>::with",
+            "std::thread::park",
+            "std::thread::scoped::Scope::spawn",
             "std::panicking::begin_panic_handler",
             "std::panicking::try::cleanup",
             "core::panicking::panic_fmt",
