@@ -264,8 +264,10 @@ const AFFINE_PATHS: &[&str] = &[
     "std::fs",
     "std::net",
     "std::os",
-    "std::hash::random",
-    "std::collections::hash::map::RandomState",
+    // Only the seeding reads the per-thread keys; DefaultHasher (SipHash)
+    // and build_hasher are pure (unoptimised builds call them out of line).
+    "std::hash::random::RandomState::new",
+    "std::collections::hash::map::RandomState::new",
     "rand::rngs::thread",
 ];
 
@@ -527,6 +529,8 @@ mod tests {
             "std::thread::scoped::scope::{{closure}}",
             "std::collections::hash::map::HashMap<K,V,S>::insert",
             "futures_util::future::future::FutureExt::boxed",
+            "<std::hash::random::DefaultHasher as core::hash::Hasher>::write",
+            "<std::hash::random::RandomState as core::hash::BuildHasher>::build_hasher",
             "mycrate::main::{{closure}}",
             "<mycrate::Foo as core::fmt::Display>::fmt",
             "memcpy",
@@ -548,6 +552,9 @@ mod tests {
             "std::sync::once_lock::OnceLock<T>::initialize",
             "std::thread::local::LocalKey<T>::with",
             "std::thread::park",
+            "std::hash::random::RandomState::new",
+            "std::hash::random::RandomState::new::{{closure}}",
+            "std::hash::random::RandomState::new::KEYS::__rust_std_internal_init_fn",
             "std::thread::scoped::Scope::spawn",
             "std::panicking::begin_panic_handler",
             "std::panicking::try::cleanup",
