@@ -481,7 +481,17 @@ struct UrgentRun {
 fn on_urgent(w: &Workload, rounds: u64) -> UrgentRun {
     let mut round = (w.make)(&mut Rng::for_workload(w.name));
     black_box(round()); // warm up (fault the buffers in) before the window
-    let rt = common::urgent_rt(1, None);
+    let rt = if cfg!(debug_assertions) {
+        // Unoptimised miniz_oxide (flate2_compress) overflows the default
+        // 256 KiB CPU-task stack: its frames are several times larger.
+        urgent::Builder::new()
+            .worker_threads(1)
+            .stack_size(2 << 20)
+            .build()
+            .expect("build the urgent runtime")
+    } else {
+        common::urgent_rt(1, None)
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let sleeper = {
         let stop = stop.clone();

@@ -98,10 +98,17 @@
 //!    preemption enabled for the slot, a hook installed, no call already
 //!    pushed, the thread's no-preempt counter ([`disable`]) zero, RSP inside
 //!    `[stack_lo, stack_hi)` with room for the red zone, the return address,
-//!    the trampoline frame, the XSAVE area and 16 KiB for the hook, and RIP in
-//!    a function of the executable's own text that is not denied (see
-//!    *Symbols*). If all hold it sets `pushed`, clears the request and pushes a
-//!    call; otherwise it counts `preempt_declined` and sysmon's retry comes.
+//!    the trampoline frame, the XSAVE area and 16 KiB for the hook, and then
+//!    the *whole stack* of the coroutine classified pure (see *Symbols*): it
+//!    walks from the interrupted RIP/RSP/RBP up to the coroutine's entry
+//!    frame with the pre-parsed unwind tables, every frame's function must be
+//!    pure. If all hold it sets `pushed`, clears the request and pushes a
+//!    call; otherwise it counts `preempt_declined` and the decline's reason
+//!    ([`Declines`]: no-preempt, headroom, a thread-affine or never frame, an
+//!    unknown PC, missing unwind info, a bad stack, the walk limit), and
+//!    sysmon's retry comes 150 µs later. A PC in no known object also raises
+//!    a flag on which sysmon rebuilds the module table once the loader's
+//!    object counters moved (a library `dlopen`ed after start).
 //!    Threads without a slot are left alone. A SIGURG may be spurious (Go's
 //!    rule): anything sent by others is acknowledged and otherwise ignored
 //!    unless a request is pending, and then it merely preempts a little early.
@@ -121,31 +128,66 @@
 //! # Why the handler is async-signal-safe
 //!
 //! It touches only: atomics in the slot (kept alive by the registration,
-//! which unpublishes the pointer before dropping its `Arc`), two
-//! const-initialised `Cell` thread-locals without destructors (plain
-//! `%fs`-relative accesses in an executable, no lazy initialisation), the
-//! symbol table (built before the handler is installed or republished with a
-//! release store and never freed, searched without allocating), and the
+//! which unpublishes the pointer before dropping its `Arc`), const-initialised
+//! `Cell` thread-locals without destructors, each touched at registration
+//! (plain `%fs`-relative accesses in an executable; in a `cdylib`
+//! `__tls_get_addr` may allocate on a thread's first access, which then
+//! happens outside the handler), the module table (built before the handler
+//! is installed or republished with a release store and never freed,
+//! searched without allocating), the thread's unwind cache (allocated at
+//! registration), the coroutine's stack (bounds-checked reads) and the
 //! ucontext. It takes no locks, allocates nothing, and preserves `errno`.
 //!
 //! # Symbols
 //!
-//! The function table is built once per process from the executable's
-//! `.symtab` ([`object`] + [`rustc_demangle`], load bias from
-//! `dl_iterate_phdr`). Denied by demangled-path prefix: `std::`, `core::`,
-//! `alloc::`, the `urgent` crates, `tokio`, `mio`, `crossbeam`, `parking_lot`,
-//! `tracing`, `futures`, `corosensei`, allocators and unwinding machinery (see
-//! `symtab::BUILTIN_DENY`), plus [`Config::deny_prefixes`]. For a qualified
-//! path `<T as Trait>::f` the owner is `T` when it is a named path (user impls
-//! of std traits are user code), else the trait. Closures are named after the
-//! function they appear in (`mycrate::main::{{closure}}` or
-//! `{closure#0}`), so user closures are user code; a generic runtime function
-//! instantiated with a user closure is named after the runtime function,
-//! though, so the executor's CPU-task entry shim must be allowed explicitly
-//! with [`allow_prefix`]. Code outside the executable (libc, the vDSO, other
-//! shared objects, PLT stubs) is never preempted. Without a `.symtab` async
-//! preemption is off (one warning on stderr).
-
+//! Where a task may be stopped is decided by the whole stack, not the
+//! interrupted PC alone (DESIGN §5.4, `safepoint/`): a user `Display` impl
+//! called from `println!` runs under std frames that hold the stdout lock,
+//! and an LTO build may inline runtime code that holds a lock into an
+//! allowed shim, so no PC-only rule can be sound.
+//!
+//! * **The module table** (`safepoint/modules.rs`) is built outside the
+//!   handler, at [`Preemptor::start`] and again when sysmon finds a PC in no
+//!   known object and the loader's counters moved: every object that
+//!   `dl_iterate_phdr` reports (the executable, shared objects, a `cdylib` or
+//!   `dlopen`ed library holding this crate, the vDSO) with its executable
+//!   range, its unwind tables parsed from its loaded `PT_GNU_EH_FRAME`
+//!   segment ([`gimli`]), and the class of each function from the object's
+//!   `.symtab` (else `.dynsym`; [`object`] + [`rustc_demangle`]). It is
+//!   published with a release store and never freed (a replaced table is
+//!   leaked: a handler may still walk it). Without a `.symtab` in the object
+//!   holding this crate async preemption is off (one warning on stderr).
+//! * **Classes, by name, on whole path segments** (`safepoint/classify.rs`):
+//!   *pure* by default (user code, `core`, `alloc`, std's stateless parts
+//!   such as the clock and `catch_unwind`'s wrappers, `compiler_builtins`,
+//!   crates that hold no runtime or thread-local state), *thread-affine*
+//!   (std's stdio, sync, thread, panicking, env, fs, net...; `once_cell`,
+//!   `lazy_static`, `thread_local`), *never* (the runtime itself, tokio, mio,
+//!   crossbeam, parking_lot, lock_api, tracing, futures' executors,
+//!   corosensei outside its start frames, unwinding, allocators including
+//!   any `GlobalAlloc` impl, [`Config::deny_prefixes`], and every symbol that
+//!   does not demangle as Rust, so a statically linked libc's malloc
+//!   internals are covered). C leaves that keep no state (`memcpy`,
+//!   `strlen`, libm, `clock_gettime`...) are pure: outside the executable
+//!   they are resolved with `dlsym` (which applies the IFUNC choice) and
+//!   allowed over the extent of their covering FDE; the vDSO's clock entry
+//!   points are pure. *Base* frames end the walk: the executor's entry shim
+//!   registered with [`allow_prefix`] (a generic runtime function
+//!   instantiated with a user closure is named after the runtime function,
+//!   so it must be allowed explicitly), a thread's
+//!   `__rust_begin_short_backtrace`, corosensei's start frames. For a
+//!   qualified path `<T as Trait>::f` the owner is `T` when it is a named
+//!   path (user impls of std traits are user code), else the trait.
+//! * **The walk** (`safepoint/unwind.rs`, in the handler): one acquire load
+//!   of the table, then frame by frame: find the object holding the PC
+//!   (none: *never*, and the rebuild flag), the function's class (cached per
+//!   thread in a cache allocated at registration, keyed by the table's
+//!   generation), the CFA rule from the FDE; every read is bounds-checked
+//!   against `[stack_lo, stack_hi)`; no frame-pointer fallback (a garbage
+//!   return address must not classify as pure); at most 128 frames and a
+//!   time limit, past which the answer is *never*. The stack's class is the
+//!   worst of its frames: pure (or base) pushes the call; thread-affine
+//!   declines until a thread-park path exists; never declines.
 //!
 //! # Integration (what the executor does)
 //!

@@ -264,24 +264,30 @@ const AFFINE_PATHS: &[&str] = &[
     "std::fs",
     "std::net",
     "std::os",
-    "std::hash::random",
-    "std::collections::hash::map::RandomState",
+    // Only the seeding reads the per-thread keys; DefaultHasher (SipHash)
+    // and build_hasher are pure (unoptimised builds call them out of line).
+    "std::hash::random::RandomState::new",
+    "std::collections::hash::map::RandomState::new",
     "rand::rngs::thread",
 ];
 
 /// Exceptions inside [`AFFINE_PATHS`] that are pure: catch_unwind's frames
 /// (a call wrapper; a *running* panic is in `std::panicking::begin_panic*`,
-/// `rust_panic_with_hook`, which stay affine), the clock, and
-/// `std::thread::scope`, whose state lives in its own frame (the scoped
-/// threads unpark the `Thread` it recorded at entry, which stays right
-/// because a started CPU task is resumed only on its own thread).
+/// `rust_panic_with_hook`, which stay affine), and the clock.
+///
+/// `std::thread::scope` while it runs the user's closure: its frame holds an
+/// `Arc` and the thread handle it took before the call, nothing another task
+/// on the same thread could observe (a preempted coroutine resumes on its own
+/// worker; a scoped thread's `unpark` meanwhile is a spurious wake-up). Its
+/// wait for the scoped threads is in `std::thread::park`, which stays affine.
+/// Seen with a statically linked libc, where `scope` is not inlined.
 const PURE_EXCEPTIONS: &[&str] = &[
-    "std::thread::scoped::scope",
     "std::panicking::try",
     "std::panicking::try::do_call",
     "std::panicking::catch_unwind",
     "std::panicking::catch_unwind::do_call",
     "std::panic::catch_unwind",
+    "std::thread::scoped::scope",
 ];
 
 /// Path prefixes (whole segments) of functions that are always [`Class::Base`].
@@ -521,8 +527,12 @@ mod tests {
             "std::panicking::try",
             "std::panicking::try::do_call",
             "std::panicking::catch_unwind::{{closure}}",
+            "std::thread::scoped::scope::<F, T>",
+            "std::thread::scoped::scope::{{closure}}",
             "std::collections::hash::map::HashMap<K,V,S>::insert",
             "futures_util::future::future::FutureExt::boxed",
+            "<std::hash::random::DefaultHasher as core::hash::Hasher>::write",
+            "<std::hash::random::RandomState as core::hash::BuildHasher>::build_hasher",
             "mycrate::main::{{closure}}",
             "<mycrate::Foo as core::fmt::Display>::fmt",
             "memcpy",
@@ -543,6 +553,11 @@ mod tests {
             "std::sync::poison::mutex::Mutex<T>::lock",
             "std::sync::once_lock::OnceLock<T>::initialize",
             "std::thread::local::LocalKey<T>::with",
+            "std::thread::park",
+            "std::hash::random::RandomState::new",
+            "std::hash::random::RandomState::new::{{closure}}",
+            "std::hash::random::RandomState::new::KEYS::__rust_std_internal_init_fn",
+            "std::thread::scoped::Scope::spawn",
             "std::panicking::begin_panic_handler",
             "std::panicking::try::cleanup",
             "core::panicking::panic_fmt",

@@ -107,17 +107,22 @@ fn note_unknown_pc() {
 
 /// Whether a handler met a PC in no known object since the last call (for
 /// sysmon: then call [`rebuild`]).
-#[allow(dead_code)] // For sysmon.
 pub(crate) fn take_unknown_pc() -> bool {
     UNKNOWN_PC.swap(false, Ordering::Relaxed)
 }
 
+/// Whether objects were loaded or unloaded since the published table was
+/// built (cheap: one `dl_iterate_phdr` call that stops at the first object).
+/// Never call it from a signal handler (it takes the loader lock).
+pub(crate) fn needs_rebuild() -> bool {
+    modules::changed_since_build()
+}
+
 /// Rebuilds and republishes the module table if objects were loaded or
-/// unloaded since it was built (cheap otherwise: one `dl_iterate_phdr` call
-/// that stops at the first object). Never call it from a signal handler.
-#[allow(dead_code)] // For sysmon.
+/// unloaded since it was built (cheap otherwise, see [`needs_rebuild`]).
+/// Never call it from a signal handler.
 pub(crate) fn rebuild() {
-    if modules::changed_since_build() {
+    if needs_rebuild() {
         crate::symtab::force_rebuild();
     }
 }

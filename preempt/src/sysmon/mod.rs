@@ -55,6 +55,15 @@
 //!   never acknowledged (handler replaced, SIGURG blocked: `unacked.rs`);
 //!   such a slot is retried once a quantum instead of every 150 µs.
 //!
+//! - A handler that met a PC in no known object (a library `dlopen`ed after
+//!   the module table was built) sets a flag; each scan takes it and, if
+//!   the loader's object counters moved since the table was built, rebuilds
+//!   the table on a short-lived thread of its own (a build reads every
+//!   object's symbols: tens of milliseconds that the scan must not wait
+//!   for). Until the new table is published the handler keeps declining
+//!   with `UnknownPc` and sysmon keeps retrying, so the request is not lost:
+//!   it lands on the first retry after the publication.
+//!
 //! Any sample with another tick (or state) than the watch expects starts
 //! over from that sample: ticks only grow, so "same tick" means "the same
 //! run is still going on".
@@ -85,7 +94,7 @@ mod sync {
 }
 
 use crate::{now_ns, Slot, RUNNING_COROUTINE, RUNNING_FUTURE};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use unacked::AckWatch;
 
@@ -323,6 +332,8 @@ pub(crate) struct Sysmon {
     pub(crate) retake: OnceLock<RetakeHandler>,
     /// Retakes handed to the handler.
     pub(crate) retakes: AtomicU64,
+    /// A table rebuild is under way (see [`rebuild_if_unknown_pc`]).
+    rebuilding: Arc<AtomicBool>,
 }
 
 impl Sysmon {
@@ -332,6 +343,7 @@ impl Sysmon {
             wakeups: AtomicU64::new(0),
             retake: OnceLock::new(),
             retakes: AtomicU64::new(0),
+            rebuilding: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -427,6 +439,32 @@ impl RetakeWatch {
     }
 }
 
+/// If a handler met a PC in no known object and objects were loaded since
+/// the module table was built, rebuilds the table on a thread of its own
+/// (one rebuild at a time). A PC that stays unknown (JIT code, anonymous
+/// memory) costs one cheap loader-counter check per scan and no rebuild.
+fn rebuild_if_unknown_pc(rebuilding: &Arc<AtomicBool>) {
+    if !crate::safepoint::take_unknown_pc() || rebuilding.load(Ordering::Acquire) {
+        return;
+    }
+    if !crate::safepoint::needs_rebuild() {
+        return;
+    }
+    rebuilding.store(true, Ordering::Release);
+    let flag = Arc::clone(rebuilding);
+    let spawned = std::thread::Builder::new()
+        .name("urgent-symtab".into())
+        .spawn(move || {
+            crate::safepoint::rebuild();
+            flag.store(false, Ordering::Release);
+        });
+    if spawned.is_err() {
+        // No thread to spare: rebuild here rather than lose the request.
+        crate::safepoint::rebuild();
+        rebuilding.store(false, Ordering::Release);
+    }
+}
+
 fn set_timer_slack() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack.
@@ -456,6 +494,7 @@ pub(crate) fn run(
     };
     while !shared.gate.is_shutdown() {
         shared.wakeups.fetch_add(1, Ordering::Relaxed);
+        rebuild_if_unknown_pc(&shared.rebuilding);
         scan.now = now_ns();
         let mut next = u64::MAX;
         // Slots added since the last scan start as Idle.
