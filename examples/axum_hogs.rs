@@ -1,21 +1,33 @@
-//! An axum server written for tokio, run on urgent: the only changes from
-//! the tokio version are `#[urgent::main]` instead of `#[tokio::main]` and
-//! the CPU-heavy route calling `urgent::spawn_cpu` (where a tokio program
-//! would call `tokio::task::spawn_blocking`).
+//! An axum server written for tokio, run on urgent two ways: unchanged, and
+//! with the one-line change to `urgent::serve(..).preemptible(true)`.
 //!
 //! ```text
-//! cargo run --release --example axum_hogs               # serves on 127.0.0.1:3000
-//! cargo run --release --example axum_hogs -- 127.0.0.1:0
-//! curl localhost:3000/            # hello
-//! curl localhost:3000/hog/2000    # burns 2 s of CPU in a CPU task
-//! curl localhost:3000/fast        # still answers at once
+//! cargo run --release --example axum_hogs                    # unchanged, 127.0.0.1:3000
+//! cargo run --release --example axum_hogs -- 127.0.0.1:3000 --serve
+//! curl localhost:3000/              # hello (also /fast)
+//! curl localhost:3000/hog/2000      # 2 s of CPU in a CPU task (spawn_cpu)
+//! curl localhost:3000/inline/2000   # 2 s of CPU inline in the handler, a naive port
+//! curl localhost:3000/              # answers at once beside /hog; beside /inline
+//!                                   # only with --serve (or with one free thread)
 //! ```
 //!
-//! `axum::serve` spawns each connection with `tokio::spawn`, so connections
-//! run on urgent's background tokio runtime (one thread), while the CPU work
-//! runs on urgent's workers, preempted every quantum. [`serve_on_urgent`]
-//! shows the other arrangement: the same `Router`, each connection an urgent
-//! task, so a fast request is served on a worker that CPU hogs are holding.
+//! **Unchanged** (the default): the only change from the tokio version is
+//! `#[urgent::main]` instead of `#[tokio::main]`. `axum::serve` spawns each
+//! connection with `tokio::spawn`, so connections run on urgent's background
+//! tokio runtime (as many threads as urgent has workers) with tokio's
+//! throughput. `/hog` moves its work to `urgent::spawn_cpu` (where a tokio
+//! program would call `spawn_blocking`) and is preempted every quantum on
+//! urgent's workers. `/inline` computes in the handler, so it holds a tokio
+//! thread for its whole run, as on tokio: enough of them and `/` waits.
+//!
+//! **`--serve`**: the last line of `main` becomes
+//! `urgent::serve(listener, app()).preemptible(true)`, with the same tokio
+//! listener and router. Each connection is an urgent task polled on a
+//! coroutine, so `/inline` is preempted after its quantum like a CPU task
+//! and `/` keeps being answered; `/hog` is unchanged.
+//!
+//! BENCHMARKS.md ("tokio programs with real clients") measures both paths
+//! against tokio with `wrk`.
 
 use std::time::{Duration, Instant};
 
@@ -23,12 +35,13 @@ use axum::extract::Path;
 use axum::routing::get;
 use axum::Router;
 
-/// The application: a tokio/axum router with one CPU-heavy route.
+/// The application: a tokio/axum router with two CPU-heavy routes.
 pub fn app() -> Router {
     Router::new()
         .route("/", get(|| async { "hello from axum on urgent\n" }))
         .route("/fast", get(|| async { "fast\n" }))
         .route("/hog/{ms}", get(hog))
+        .route("/inline/{ms}", get(inline))
 }
 
 /// Burns `ms` milliseconds of CPU in a CPU task and reports a checksum.
@@ -37,7 +50,14 @@ async fn hog(Path(ms): Path<u64>) -> String {
     let x = urgent::spawn_cpu(move || burn(Duration::from_millis(ms)))
         .await
         .expect("the CPU task panicked");
-    format!("burned {ms} ms of CPU ({x:x})\n")
+    format!("burned {ms} ms of CPU in a CPU task ({x:x})\n")
+}
+
+/// Burns `ms` milliseconds of CPU in the handler itself.
+async fn inline(Path(ms): Path<u64>) -> String {
+    let ms = ms.min(60_000);
+    let x = burn(Duration::from_millis(ms));
+    format!("burned {ms} ms of CPU inline ({x:x})\n")
 }
 
 /// A call-free loop (apart from a clock read every million iterations).
@@ -55,31 +75,31 @@ pub fn burn(d: Duration) -> u64 {
     x
 }
 
-/// Serves `app` with every connection as an urgent task (hyper's HTTP/1
-/// connection driver polled on urgent's workers) instead of `axum::serve`'s
-/// `tokio::spawn`.
+/// The one-line change: `urgent::serve` with preemptible connections instead
+/// of `axum::serve` (tests/axum_hogs.rs drives both).
 pub async fn serve_on_urgent(
     listener: tokio::net::TcpListener,
     app: Router,
 ) -> std::io::Result<()> {
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        urgent::spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-    }
+    urgent::serve(listener, app).preemptible(true).await
 }
 
 #[urgent::main]
 async fn main() {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:3000".to_string());
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:3000".to_string());
+    let serve = match args.next().as_deref() {
+        None => false,
+        Some("--serve") => true,
+        Some(other) => panic!("unknown option {other:?}: the only option is --serve"),
+    };
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
     println!("listening on http://{}", listener.local_addr().unwrap());
-    axum::serve(listener, app()).await.unwrap();
+    if serve {
+        println!("urgent::serve: each connection an urgent task on a coroutine");
+        serve_on_urgent(listener, app()).await.unwrap();
+    } else {
+        println!("axum::serve, unchanged: connections on the background tokio runtime");
+        axum::serve(listener, app()).await.unwrap();
+    }
 }
