@@ -3,6 +3,10 @@
 //! (see the crate documentation of `urgent_tokio_suite` and
 //! `docs/tokio-suite.md`). Nothing of tokio's is in this repository.
 
+// tokio's test files are compiled as they are: the workspace's own unsafe
+// rules (SAFETY comments, unsafe blocks inside unsafe fns) are not theirs.
+#![allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 // One of tokio's tests calls `rand::random_range`; this alias puts the
 // stand-in of `urgent_tokio_suite::random_range` in the extern prelude under
 // that name instead of pulling rand and its dependencies into the build.
