@@ -108,7 +108,7 @@ fn blocking_recv_waiting_for_io_completes_on_one_worker() {
     });
 }
 
-/// 200 futures block in their polls at once with at most 4 spare threads:
+/// 1000 futures block in their polls at once with at most 4 spare threads:
 /// the spare threads stay within the cap, everything completes, and the
 /// cap is reported once on stderr.
 #[test]
@@ -133,11 +133,11 @@ fn many_blocking_polls_stay_within_the_spare_cap() {
     let done = Arc::new(AtomicUsize::new(0));
     let max_spares = Arc::new(AtomicUsize::new(0));
     rt.block_on(async {
-        let hs: Vec<_> = (0..200)
+        let hs: Vec<_> = (0..1000)
             .map(|_| {
                 let done = done.clone();
                 urgent::spawn(async move {
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(4));
                     done.fetch_add(1, SeqCst);
                 })
             })
@@ -155,7 +155,7 @@ fn many_blocking_polls_stay_within_the_spare_cap() {
         }
         watcher.join().unwrap();
     });
-    assert_eq!(done.load(SeqCst), 200);
+    assert_eq!(done.load(SeqCst), 1000);
     assert!(max_spares.load(SeqCst) <= 4, "{}", max_spares.load(SeqCst));
     assert!(rt.metrics().spare_threads_refused() > 0);
 }
