@@ -400,3 +400,39 @@ fn bad_handoff_settings_are_errors_naming_the_fix() {
         "{e}"
     );
 }
+
+static USER_LOCK: Mutex<u64> = Mutex::new(0);
+
+/// The default mode's one remaining hazard, resolved by the strict mode: a
+/// CPU task preempted while a `MutexGuard` lives in its own frames (the
+/// stack walk cannot see it), and a future on the same worker that then
+/// blocks on that Mutex. Strict: the holder's thread parks with it, the
+/// future blocks a spare thread instead (which sysmon retakes), the holder
+/// gets its core back, finishes, and both complete.
+#[test]
+fn strict_mode_resolves_a_user_mutex_held_across_a_preemption() {
+    if !is_child() {
+        return run_in_child(
+            "strict_mode_resolves_a_user_mutex_held_across_a_preemption",
+            &[],
+        );
+    }
+    let rt = urgent::Builder::new()
+        .worker_threads(1)
+        .quantum(Duration::from_millis(2))
+        .strict_preemption(true)
+        .build()
+        .unwrap();
+    let (a, b) = rt.block_on(async {
+        let holder = urgent::spawn_cpu(|| {
+            let mut g = USER_LOCK.lock().unwrap();
+            *g += spin(Duration::from_millis(150)) | 1;
+            *g
+        });
+        urgent::time::sleep(Duration::from_millis(20)).await;
+        let waiter = urgent::spawn(async { *USER_LOCK.lock().unwrap() });
+        (holder.await.unwrap(), waiter.await.unwrap())
+    });
+    assert_eq!(a, b, "the waiter saw the holder's write");
+    assert!(rt.metrics().thread_parks() > 0, "{:?}", rt.metrics());
+}
