@@ -165,3 +165,60 @@ impl Spares {
         }
     }
 }
+
+/// Loom model of the hand-back (run with the other models:
+/// `RUSTFLAGS="--cfg loom" cargo test -p urgent-executor --no-default-features --lib --release loom`).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use crate::runtime::park::loom_tests::MockDriver;
+    use crate::runtime::park::Parker;
+    use crate::runtime::scheduler::owner::Owned;
+    use crate::sync::atomic::{AtomicBool, Ordering::*};
+    use loom::sync::Arc;
+
+    /// Home thread H lost its core to spare S, which is idle. H asks for it
+    /// back (`home_wants`, then an unpark of the core's parker) and waits on
+    /// its own parker; S checks `home_wants` before each park of the core's
+    /// parker and hands the core back with the ownership CAS when it sees
+    /// the request. Covers every interleaving of H's request with S's
+    /// check-then-park: S never sleeps through the request and H never
+    /// through the hand-back (loom reports either as a deadlock), and the
+    /// core ends up H's. Setting `home_wants` after the unpark instead of
+    /// before fails this model.
+    #[test]
+    fn hand_back_is_never_missed() {
+        loom::model(|| {
+            const H: usize = 0;
+            const S: usize = 1;
+            let core = Arc::new(Owned::new(()));
+            assert!(core.acquire(H));
+            assert!(core.hand_over(H, S));
+            let wants = Arc::new(AtomicBool::new(false));
+            let core_parker = Arc::new(Parker::new());
+            let home_parker = Arc::new(Parker::new());
+            let driver = Arc::new(MockDriver::new());
+            let (c2, w2, cp2, hp2, d2) = (
+                core.clone(),
+                wants.clone(),
+                core_parker.clone(),
+                home_parker.clone(),
+                driver.clone(),
+            );
+            let spare = loom::thread::spawn(move || loop {
+                if w2.load(Acquire) {
+                    assert!(c2.hand_over(S, H));
+                    hp2.unpark(&*d2);
+                    return;
+                }
+                cp2.park(&*d2);
+            });
+            wants.store(true, Release);
+            core_parker.unpark(&*driver);
+            while !core.is_owned_by(H) {
+                home_parker.park(&*driver);
+            }
+            spare.join().unwrap();
+            assert!(core.lock_for(H).is_some());
+        });
+    }
+}
