@@ -30,6 +30,7 @@ pub(crate) struct Config {
     /// Every preemption parks the thread (no coroutine switch).
     pub(crate) strict_preemption: bool,
     /// Worker threads of the background tokio runtime.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) tokio_worker_threads: usize,
     pub(crate) blocking_keep_alive: Duration,
     pub(crate) async_preempt: bool,
