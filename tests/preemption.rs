@@ -257,13 +257,7 @@ fn results_are_bit_identical_through_preemptions() {
                 rt.spawn_cpu(move || f(i as u64, N))
             })
             .collect();
-        let got: Vec<Option<u64>> = rt.block_on(async {
-            let mut v = Vec::new();
-            for h in handles {
-                v.push(h.await.unwrap());
-            }
-            v
-        });
+        let got: Vec<Option<u64>> = support::join_all(&rt, handles);
         for i in 0..6 {
             assert_eq!(
                 got[i],
@@ -476,13 +470,7 @@ fn preemption_inside_cooperative_yields_with_migration() {
                 })
             })
             .collect();
-        let results: Vec<_> = rt.block_on(async {
-            let mut v = Vec::new();
-            for h in handles {
-                v.push(h.await.unwrap());
-            }
-            v
-        });
+        let results: Vec<_> = support::join_all(&rt, handles);
         for (seed, check, rounds) in results {
             let mut expect = seed;
             for _ in 0..rounds {

@@ -106,13 +106,7 @@ fn core_alloc_and_libm_work_is_preempted_bit_identically() {
                 rt.spawn_cpu(move || f(i as u64, rounds))
             })
             .collect();
-        let got: Vec<u64> = rt.block_on(async {
-            let mut v = Vec::new();
-            for h in handles {
-                v.push(h.await.unwrap());
-            }
-            v
-        });
+        let got: Vec<u64> = support::join_all(&rt, handles);
         for i in 0..6 {
             assert_eq!(
                 got[i],

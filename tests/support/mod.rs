@@ -75,3 +75,18 @@ pub fn run_in_child(name: &str, envs: &[(&str, &str)]) {
     );
     assert!(out.contains("1 passed"), "the child ran no test:\n{out}");
 }
+
+/// Awaits every handle in order (from outside the runtime) and returns the
+/// outputs; panics if a task failed.
+pub fn join_all<T: Send + 'static>(
+    rt: &urgent::Runtime,
+    handles: Vec<urgent::JoinHandle<T>>,
+) -> Vec<T> {
+    rt.block_on(async {
+        let mut v = Vec::with_capacity(handles.len());
+        for h in handles {
+            v.push(h.await.expect("a task failed"));
+        }
+        v
+    })
+}
