@@ -137,7 +137,7 @@ fn many_blocking_polls_stay_within_the_spare_cap() {
             .map(|_| {
                 let done = done.clone();
                 urgent::spawn(async move {
-                    std::thread::sleep(Duration::from_millis(4));
+                    std::thread::sleep(Duration::from_millis(15));
                     done.fetch_add(1, SeqCst);
                 })
             })
@@ -145,7 +145,7 @@ fn many_blocking_polls_stay_within_the_spare_cap() {
         let m = max_spares.clone();
         let h = urgent::Handle::current();
         let watcher = std::thread::spawn(move || {
-            for _ in 0..200 {
+            for _ in 0..600 {
                 m.fetch_max(h.metrics().spare_threads(), SeqCst);
                 std::thread::sleep(Duration::from_millis(5));
             }

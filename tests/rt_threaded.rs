@@ -349,9 +349,12 @@ fn work_spreads_over_workers() {
             }))
             .unwrap();
         }
+        // At least both workers: on a loaded machine sysmon may also hand a
+        // core to a spare thread for a while (a poll descheduled past
+        // `retake_after`), which runs some of the tasks too.
         let n = ids.lock().unwrap().len();
-        assert_eq!(
-            n, 2,
+        assert!(
+            n >= 2,
             "{batches} batches of 50 tasks of 0.5 ms ran on {n} worker thread(s)"
         );
     });

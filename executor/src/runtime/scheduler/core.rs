@@ -145,6 +145,10 @@ impl CoreShared {
         self.core.hand_over(from, to)
     }
 
+    pub(super) fn is_owned_by(&self, thread: usize) -> bool {
+        self.core.is_owned_by(thread)
+    }
+
     /// The thread that holds the core (`None`: free), for schedtrace.
     pub(super) fn owner(&self) -> Option<usize> {
         self.core.owner()

@@ -417,14 +417,21 @@ impl Shared {
 
     /// Moves core `core` from thread `from` to thread `to` and wakes `to`;
     /// false if `from` no longer holds it.
+    ///
+    /// The ownership word is the truth; `ThreadShared::core` is a hint
+    /// written for the receiver only (the thread that loses the core clears
+    /// its own hint when it notices). Writing the loser's hint here could
+    /// land after a later hand-over and wipe a hint that is right by then.
     fn hand_core(&self, core: usize, from: usize, to: usize) -> bool {
         if !self.cores[core].hand_over(from, to) {
             return false;
         }
-        self.threads[from].core.store(NO_CORE, Release);
         self.threads[to].core.store(core, Release);
         self.handoffs.handoffs.fetch_add(1, Relaxed);
         self.threads[to].notify();
+        // Should `from` have gone idle on the core's parker meanwhile, wake
+        // it: it finds the core gone and stops using that parker.
+        self.cores[core].parker.unpark(&self.driver);
         true
     }
 
@@ -437,7 +444,7 @@ impl Shared {
             return;
         }
         let core = self.threads[thread].core.load(Acquire);
-        if core == NO_CORE {
+        if core == NO_CORE || !self.threads[thread].polling.load(SeqCst) {
             return;
         }
         let Some(spare) = self.spare_thread("a poll runs long or blocks") else {

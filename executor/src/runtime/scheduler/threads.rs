@@ -53,6 +53,12 @@ pub(super) struct ThreadShared {
     pub(super) core: AtomicUsize,
     /// Parked inside the preempt hook with its CPU task (for schedtrace).
     pub(super) parked: AtomicBool,
+    /// Inside a task's poll (set around `run_task`): only such a thread may
+    /// have its core retaken. sysmon's sample can be stale by the time its
+    /// handler runs; a thread that has meanwhile gone idle and parked on its
+    /// core's parker must keep the core (two threads parked on one parker
+    /// would lose wake-ups).
+    pub(super) polling: AtomicBool,
     handle: Mutex<Option<Thread>>,
     woken: AtomicBool,
 }
@@ -65,6 +71,7 @@ impl ThreadShared {
             pinned_len: AtomicUsize::new(0),
             core: AtomicUsize::new(core),
             parked: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
             handle: Mutex::new(None),
             woken: AtomicBool::new(false),
         }

@@ -138,7 +138,10 @@ fn run_thread(shared: Arc<Shared>, thread: usize, core: usize, slot: Arc<urgent_
         match worker.find_work() {
             Step::Run(task) => worker.run_task(task),
             Step::Idle => worker.go_idle(),
-            Step::LostCore => worker.cx.core.set(NO_CORE),
+            Step::LostCore => {
+                worker.cx.core.set(NO_CORE);
+                shared.threads[thread].core.store(NO_CORE, Release);
+            }
         }
     }
     worker.stop();
@@ -181,7 +184,9 @@ impl Worker {
     }
 
     /// A spare holding another thread's core gives it back if the home
-    /// thread asks and it is time (see `threads.rs`); true if it did.
+    /// thread asks and it is time (see `threads.rs`); true if it let go of
+    /// the core (handed back, or lost meanwhile to a retake: either way the
+    /// caller holds it no more).
     fn hand_back_if_wanted(&self, core: &mut Option<CoreGuard<'_>>, idle: bool) -> bool {
         let shared = self.shared();
         let home = self.core();
@@ -194,7 +199,8 @@ impl Worker {
             }
         }
         drop(core.take());
-        shared.hand_core(home.index, self.cx.thread, home.index)
+        shared.hand_core(home.index, self.cx.thread, home.index);
+        true
     }
 
     /// One scheduling step on the core: the next task to run, if any.
@@ -291,7 +297,10 @@ impl Worker {
                 );
             }
         }
+        let me = &shared.threads[self.cx.thread];
+        me.polling.store(true, SeqCst);
         task.run();
+        me.polling.store(false, SeqCst);
         if cpu {
             // The coroutine may have run for a whole quantum: fire due
             // timers and poll sockets before picking the next task, so what
@@ -378,8 +387,13 @@ impl Worker {
         let is_spare = self.cx.thread >= shared.workers();
         let mut listed = false;
         loop {
-            let core = me.core.load(Acquire);
-            if core != NO_CORE {
+            // The ownership word decides; the hint only says where to look.
+            let core = if is_spare {
+                me.core.load(Acquire)
+            } else {
+                self.cx.thread
+            };
+            if core != NO_CORE && shared.core(core).is_owned_by(self.cx.thread) {
                 if is_spare {
                     // A new spare is handed its first core without going
                     // through the idle list: make sure it is not listed.
@@ -482,11 +496,18 @@ pub(crate) fn park_current_thread(park: urgent_preempt::Park) -> bool {
             crate::preempt_glue::resume_run(lo, hi);
             return must_not_switch;
         }
+        shared.threads[me].core.store(NO_CORE, Release);
+        cx.core.set(NO_CORE);
         shared.handoffs.thread_parks.fetch_add(1, Relaxed);
         let quantum = u64::try_from(shared.config().quantum.as_nanos()).unwrap_or(u64::MAX);
         wait_parked(&shared, me, shared.now_ns().saturating_add(quantum));
     }
-    let got = shared.threads[me].core.load(Acquire);
+    let got = if shared.core(me).is_owned_by(me) {
+        me
+    } else {
+        NO_CORE
+    };
+    shared.threads[me].core.store(got, Release);
     cx.core.set(got);
     crate::preempt_glue::resume_run(lo, hi);
     true
@@ -501,7 +522,7 @@ fn wait_parked(shared: &Shared, me: usize, after: u64) {
     t.parked.store(true, Relaxed);
     home.want_home(after);
     home.parker.unpark(shared.driver());
-    while t.core.load(Acquire) == NO_CORE && !shared.is_shutdown() {
+    while !home.is_owned_by(me) && !shared.is_shutdown() {
         t.wait(std::time::Duration::from_millis(50));
     }
     home.clear_home_want();
