@@ -444,7 +444,7 @@ impl Shared {
             return;
         }
         let core = self.threads[thread].core.load(Acquire);
-        if core == NO_CORE || !self.threads[thread].polling.load(SeqCst) {
+        if core == NO_CORE || !self.threads[thread].polling.load(Acquire) {
             return;
         }
         let Some(spare) = self.spare_thread("a poll runs long or blocks") else {

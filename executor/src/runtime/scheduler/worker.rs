@@ -298,9 +298,9 @@ impl Worker {
             }
         }
         let me = &shared.threads[self.cx.thread];
-        me.polling.store(true, SeqCst);
+        me.polling.store(true, Relaxed);
         task.run();
-        me.polling.store(false, SeqCst);
+        me.polling.store(false, Relaxed);
         if cpu {
             // The coroutine may have run for a whole quantum: fire due
             // timers and poll sockets before picking the next task, so what
