@@ -118,25 +118,7 @@ async fn sleeper<F: Future<Output = ()>>(
 /// Scenario 1 in Go, if `go` is on PATH: builds `benches/go/sleeper.go` into
 /// the target directory and runs it with GOMAXPROCS=1.
 fn one_worker_go(window: Duration) -> Result<(Outcome, String), String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/go/sleeper.go");
-    let dir = hogs::target_dir().join("go");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let bin = dir.join("sleeper");
-    let build = Command::new("go")
-        .arg("build")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .env("GOCACHE", dir.join("cache"))
-        .env("GO111MODULE", "off")
-        .output()
-        .map_err(|e| format!("`go` is not on PATH ({e})"))?;
-    if !build.status.success() {
-        return Err(format!(
-            "go build failed: {}",
-            String::from_utf8_lossy(&build.stderr)
-        ));
-    }
+    let bin = common::go_build("sleeper")?;
     let probe = hogs::Probe::start();
     let out = Command::new(&bin)
         .arg("-secs")
